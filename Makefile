@@ -1,0 +1,51 @@
+# flint: a containerd shim v2 in TypeScript. `make demo` and `make test` set
+# up everything they need on a fresh Debian 12 machine.
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib/flint
+BINDIR ?= $(PREFIX)/bin
+
+.PHONY: all setup build native proto test demo bench install uninstall clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+native: setup
+	@test -f build/Release/flint.node || npx node-gyp rebuild
+
+build: setup
+	npx tsc -p tsconfig.json
+
+proto:
+	bash scripts/gen-proto.sh
+
+test: build
+	npx tap
+
+demo: build
+	bash scripts/demo.sh
+
+bench: build
+	node dist/bench/run.js
+
+install: build
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR)
+	cp -r package.json bin dist build node_modules $(DESTDIR)$(LIBDIR)/
+	npm prune --omit=dev --prefix $(DESTDIR)$(LIBDIR) >/dev/null 2>&1 || true
+	ln -sf $(LIBDIR)/bin/containerd-shim-flint-v2 $(DESTDIR)$(BINDIR)/containerd-shim-flint-v2
+	ln -sf $(LIBDIR)/bin/flint-agent $(DESTDIR)$(BINDIR)/flint-agent
+	@echo
+	@echo "Installed to $(BINDIR). Register flint in /etc/containerd/config.toml:"
+	@echo
+	@echo '  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.flint]'
+	@echo '    runtime_type = "io.containerd.flint.v2"'
+	@echo
+	@echo "and run containers with: ctr run --runtime io.containerd.flint.v2 IMAGE ID"
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/containerd-shim-flint-v2 $(DESTDIR)$(BINDIR)/flint-agent
+	rm -rf $(DESTDIR)$(LIBDIR)
+
+clean:
+	rm -rf dist build
