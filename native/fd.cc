@@ -1,0 +1,37 @@
+// Plain fd calls: pipes and O_NONBLOCK.
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "errors.h"
+
+namespace flint {
+
+// pipe() -> [readFd, writeFd], close-on-exec, blocking.
+static Napi::Value Pipe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) ThrowErrno(env, errno, "pipe2");
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(uint32_t(0), Napi::Number::New(env, fds[0]));
+  result.Set(uint32_t(1), Napi::Number::New(env, fds[1]));
+  return result;
+}
+
+static Napi::Value SetNonblocking(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  bool on = info[1].ToBoolean().Value();
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) ThrowErrno(env, errno, "fcntl");
+  int next = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  if (next != flags && fcntl(fd, F_SETFL, next) != 0) ThrowErrno(env, errno, "fcntl");
+  return env.Undefined();
+}
+
+void InitFd(Napi::Env env, Napi::Object exports, Napi::Object) {
+  exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
+  exports.Set("setNonblocking", Napi::Function::New(env, SetNonblocking, "setNonblocking"));
+}
+
+}  // namespace flint

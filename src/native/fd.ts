@@ -1,0 +1,11 @@
+import { native } from './addon.js';
+
+/** pipe2(O_CLOEXEC): [readFd, writeFd], both blocking. */
+export function pipe(): [number, number] {
+  return native.pipe();
+}
+
+/** Sets or clears O_NONBLOCK (fcntl F_SETFL). */
+export function setNonblocking(fd: number, on: boolean): void {
+  native.setNonblocking(fd, on);
+}
