@@ -1,0 +1,106 @@
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { shimIdentities, shimSocketPath } from './cleanup.js';
+import type { Containerd } from './containerd.js';
+import { mountsUnder, processesOwnedBy, type ProcInfo } from './procfs.js';
+
+/** Everything a finished scenario may have left behind; every list is empty when clean. */
+export interface LeftoverReport {
+  /** Processes other than containerd whose argv names the harness dir (shims, ctr) and their descendants. */
+  readonly processes: readonly ProcInfo[];
+  /** Mount points under the harness dir. */
+  readonly mounts: readonly string[];
+  /** `<ns>/<id>` bundle dirs under <state>/io.containerd.runtime.v2.task and work dirs under <root>/... */
+  readonly bundles: readonly string[];
+  /** Anything under the ctr FIFO dir. */
+  readonly fifos: readonly string[];
+  /** Shim sockets in /run/containerd/s for ids this harness knows. */
+  readonly sockets: readonly string[];
+  /** Task ids containerd still lists in the harness namespace. */
+  readonly tasks: readonly string[];
+  /** Container ids containerd still lists in the harness namespace. */
+  readonly containers: readonly string[];
+}
+
+/** Inspects `c` for leftovers of finished containers. */
+export async function leftovers(c: Containerd): Promise<LeftoverReport> {
+  const processes = processesOwnedBy(c.dir, [c.pid]);
+  const namespaces = new Set([c.namespace]);
+  const bundles: string[] = [];
+  for (const base of [c.state, c.root]) {
+    const dir = join(base, 'io.containerd.runtime.v2.task');
+    for (const ns of safeReaddir(dir)) {
+      namespaces.add(ns);
+      for (const id of safeReaddir(join(dir, ns))) bundles.push(`${ns}/${id}`);
+    }
+  }
+  const socketCandidates = new Set<string>();
+  for (const ns of namespaces) for (const id of c.knownIds) socketCandidates.add(shimSocketPath(c.address, ns, id));
+  for (const { namespace, id } of shimIdentities(processes)) socketCandidates.add(shimSocketPath(c.address, namespace, id));
+  const [tasks, containers] = await Promise.all([listIds(c, 'tasks'), listIds(c, 'containers')]);
+  return {
+    processes,
+    mounts: mountsUnder(c.dir).map((m) => m.mountPoint),
+    bundles: [...new Set(bundles)],
+    fifos: walk(c.fifoDir),
+    sockets: [...socketCandidates].filter(isSocket),
+    tasks,
+    containers,
+  };
+}
+
+/** True when every list in the report is empty. */
+export function isClean(r: LeftoverReport): boolean {
+  return Object.values(r).every((v: readonly unknown[]) => v.length === 0);
+}
+
+/**
+ * Polls leftovers() until clean or `timeoutMs` passes and returns the last
+ * report. Shims exit asynchronously after `ctr run --rm` returns, so tests
+ * should use this rather than a single leftovers() call.
+ */
+export async function waitForClean(c: Containerd, timeoutMs = 5_000): Promise<LeftoverReport> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await leftovers(c);
+    if (isClean(r) || Date.now() >= deadline) return r;
+    await sleep(50);
+  }
+}
+
+async function listIds(c: Containerd, kind: 'tasks' | 'containers'): Promise<string[]> {
+  const r = await c.ctr([kind, 'ls', '-q'], { timeoutMs: 5_000 });
+  if (r.code !== 0) return [`<ctr ${kind} ls failed: ${r.stderr.trim()}>`];
+  return r.stdout.toString('utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '');
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function walk(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of safeReaddir(dir)) {
+    const p = join(dir, e);
+    out.push(p);
+    try {
+      if (statSync(p).isDirectory()) out.push(...walk(p));
+    } catch {
+      // vanished
+    }
+  }
+  return out;
+}
+
+function isSocket(p: string): boolean {
+  try {
+    return statSync(p).isSocket();
+  } catch {
+    return false;
+  }
+}
