@@ -1,0 +1,18 @@
+import type { FlintConfig } from '../config/config.js';
+
+/** Annotations that put containers into one shim, in the runc shim's order. */
+export const GROUP_ANNOTATIONS = ['io.containerd.runc.v2.group', 'io.kubernetes.cri.sandbox-id'];
+
+/**
+ * Which shim server a container belongs to. "sandbox": the first group
+ * annotation present, else the container's own id. "namespace": one server
+ * for the whole namespace.
+ */
+export function shimGroup(config: FlintConfig, id: string, annotations: Readonly<Record<string, string>> | undefined): string {
+  if (config.group === 'namespace') return '';
+  for (const key of GROUP_ANNOTATIONS) {
+    const value = annotations?.[key];
+    if (value) return value;
+  }
+  return id;
+}

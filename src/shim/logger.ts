@@ -1,0 +1,21 @@
+import { constants, openSync } from 'node:fs';
+import pino, { type Logger } from 'pino';
+
+/**
+ * The shim server's logger: JSON lines (pino) into the bundle's `log` FIFO,
+ * which containerd opened before running `start` and copies into its own
+ * log. With no FIFO (run by hand) logs are dropped rather than written to
+ * stdio, which containerd reads as the shim's answer.
+ */
+export function createShimLogger(fifoPath: string, level: string, bindings: Record<string, string>): Logger {
+  let fd: number;
+  try {
+    fd = openSync(fifoPath, constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch {
+    return pino({ level, enabled: false });
+  }
+  const destination = pino.destination({ dest: fd, sync: false });
+  // containerd goes away (or deletes the bundle) before we do: never die of a log write.
+  destination.on('error', () => {});
+  return pino({ level, base: { pid: process.pid, ...bindings } }, destination);
+}

@@ -1,0 +1,80 @@
+import { rmSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { loadConfig, type FlintConfig } from '../config/config.js';
+import { TaskDescriptor, type TaskService } from '../generated/index.js';
+import { peerCred } from '../native/peercred.js';
+import { Reaper } from '../sys/reaper.js';
+import type { EventPublisher } from '../taskapi/events.js';
+import { RuncTaskService } from '../taskapi/service.js';
+import { Server } from '../ttrpc/server.js';
+import { requireSameUser } from '../ttrpc/unix-creds.js';
+import type { ShimArgs } from './args.js';
+import { createShimLogger } from './logger.js';
+import { ForwardingPublisher } from './publisher.js';
+import { socketPath } from './socket-address.js';
+
+/** How long shutdown waits for queued events to reach containerd. */
+const PUBLISHER_DRAIN_MS = 5_000;
+/** The listening socket `start` hands over. */
+const LISTENER_FD = 3;
+
+/**
+ * The long-lived shim server: serves the task API on the socket from
+ * `start` until Shutdown finds no container left, or SIGTERM/SIGINT.
+ */
+export async function serveShim(args: ShimArgs): Promise<void> {
+  const { config } = loadConfig();
+  const log = createShimLogger(join(process.cwd(), 'log'), args.debug ? 'debug' : config.logLevel, { runtime: 'flint', namespace: args.namespace });
+  const reaper = Reaper.get();
+  const publisher = new ForwardingPublisher(process.env.TTRPC_ADDRESS || `${args.address}.ttrpc`, log.child({ component: 'publisher' }));
+  const server = new Server({
+    handshake: requireSameUser(peerCred),
+    onError: (err) => log.warn({ err }, 'ttrpc connection error'),
+  });
+
+  let shuttingDown = false;
+  const shutdown = async (reason: string): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info({ reason }, 'shutting down');
+    if (args.socket) rmSync(socketPath(args.socket), { force: true });
+    await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 1_000))]);
+    server.destroy();
+    await publisher.close(PUBLISHER_DRAIN_MS);
+    log.flush();
+    process.exit(0);
+  };
+
+  const service: TaskService = createService(config, { args, reaper, publisher, log, onShutdown: () => void shutdown('shutdown requested') });
+  server.register(TaskDescriptor, service);
+
+  const listener = net.createServer();
+  listener.listen({ fd: LISTENER_FD });
+  server.serve(listener);
+
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGPIPE', () => {});
+  log.info({ id: args.id, mode: config.mode }, 'shim serving');
+}
+
+interface ServiceDeps {
+  readonly args: ShimArgs;
+  readonly reaper: Reaper;
+  readonly publisher: EventPublisher;
+  readonly log: Logger;
+  readonly onShutdown: () => void;
+}
+
+function createService(config: FlintConfig, deps: ServiceDeps): TaskService {
+  return new RuncTaskService({
+    namespace: deps.args.namespace,
+    events: deps.publisher,
+    reaper: deps.reaper,
+    config,
+    loadConfig: (path) => loadConfig(path).config,
+    onShutdown: deps.onShutdown,
+  });
+}

@@ -1,0 +1,146 @@
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { setChildSubreaper, waitpidNoHang } from '../native/process.js';
+import type { ExitStatus } from './exit-status.js';
+
+/** How long an exit nobody asked for is kept, for a pid learnt late (the exec pid-file race). */
+const UNCLAIMED_TTL_MS = 60_000;
+const UNCLAIMED_MAX = 4096;
+/** Strays (zombies nobody watches) are looked for at most this often: it costs a /proc walk. */
+const STRAY_SCAN_DELAY_MS = 200;
+
+type Waiter = (exit: ExitStatus) => void;
+
+/**
+ * The one reaper of the process. As child subreaper the shim inherits every
+ * container process whose parent (runc) exits; Node's libuv only reaps the
+ * children it spawned itself, by pid. So on SIGCHLD the reaper reaps the pids
+ * it was asked to watch, and, a little later, any other zombie child that
+ * libuv does not own: its exit is kept for a while in case its pid is learnt
+ * later (a process may die before runc's pid file is read).
+ *
+ * Every child_process spawn in flint goes through `spawn()` here, so the
+ * reaper knows which children are libuv's and never steals their statuses.
+ */
+export class Reaper {
+  private static instance: Reaper | undefined;
+  private readonly waiters = new Map<number, Waiter[]>();
+  private readonly unclaimed = new Map<number, ExitStatus>();
+  private readonly nodeOwned = new Set<number>();
+  private strayTimer: NodeJS.Timeout | undefined;
+
+  /** The process-wide reaper; the first call makes this process a child subreaper. */
+  static get(): Reaper {
+    if (!Reaper.instance) {
+      Reaper.instance = new Reaper();
+    }
+    return Reaper.instance;
+  }
+
+  private constructor() {
+    setChildSubreaper();
+    process.on('SIGCHLD', () => this.onSigchld());
+  }
+
+  /** child_process.spawn, with the child marked as libuv's until it exits. */
+  spawn(command: string, args: readonly string[], options: SpawnOptions): ChildProcess {
+    const child = spawn(command, args, options);
+    const pid = child.pid;
+    if (pid !== undefined) {
+      this.nodeOwned.add(pid);
+      child.once('exit', () => this.nodeOwned.delete(pid));
+      child.once('error', () => this.nodeOwned.delete(pid));
+    }
+    return child;
+  }
+
+  /** Resolves when `pid`, a child of this process (directly or by reparenting), exits. */
+  wait(pid: number): Promise<ExitStatus> {
+    const early = this.unclaimed.get(pid);
+    if (early) {
+      this.unclaimed.delete(pid);
+      return Promise.resolve(early);
+    }
+    const promise = new Promise<ExitStatus>((resolve) => {
+      const list = this.waiters.get(pid) ?? [];
+      list.push(resolve);
+      this.waiters.set(pid, list);
+    });
+    // It may already be a zombie: SIGCHLD came before anyone asked.
+    this.tryReap(pid);
+    return promise;
+  }
+
+  /** Reaps now instead of waiting for SIGCHLD (tests and shutdown use it). */
+  reapNow(): void {
+    this.onSigchld();
+    this.scanStrays();
+  }
+
+  private onSigchld(): void {
+    for (const pid of [...this.waiters.keys()]) this.tryReap(pid);
+    this.strayTimer ??= setTimeout(() => {
+      this.strayTimer = undefined;
+      this.scanStrays();
+    }, STRAY_SCAN_DELAY_MS);
+    this.strayTimer.unref();
+  }
+
+  private tryReap(pid: number): void {
+    let result: { pid: number; status: number } | null;
+    try {
+      result = waitpidNoHang(pid);
+    } catch (err) {
+      // ECHILD: not (yet) our child, e.g. runc has not exited so no reparenting
+      // happened yet; the next SIGCHLD tries again.
+      if ((err as NodeJS.ErrnoException).code === 'ECHILD') return;
+      throw err;
+    }
+    if (result) this.deliver({ pid: result.pid, status: result.status, exitedAt: new Date() });
+  }
+
+  private deliver(exit: ExitStatus): void {
+    const list = this.waiters.get(exit.pid);
+    if (list) {
+      this.waiters.delete(exit.pid);
+      for (const resolve of list) resolve(exit);
+      return;
+    }
+    this.unclaimed.set(exit.pid, exit);
+    this.pruneUnclaimed();
+  }
+
+  private pruneUnclaimed(): void {
+    const cutoff = Date.now() - UNCLAIMED_TTL_MS;
+    for (const [pid, exit] of this.unclaimed) {
+      if (this.unclaimed.size <= UNCLAIMED_MAX && exit.exitedAt.getTime() >= cutoff) break;
+      this.unclaimed.delete(pid);
+    }
+  }
+
+  /** Reaps zombie children that neither libuv nor a waiter owns. */
+  private scanStrays(): void {
+    for (const pid of zombieChildren(process.pid)) {
+      if (this.nodeOwned.has(pid) || this.waiters.has(pid)) continue;
+      this.tryReap(pid);
+    }
+  }
+}
+
+/** Zombie children of `parent`, found by walking /proc (no CONFIG_PROC_CHILDREN needed). */
+export function zombieChildren(parent: number): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+    } catch {
+      continue;
+    }
+    // The comm field may contain spaces and parentheses: parse after the last ')'.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (rest[0] === 'Z' && Number(rest[1]) === parent) found.push(Number(name));
+  }
+  return found;
+}

@@ -1,0 +1,176 @@
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readSpec } from '../bundle/spec.js';
+import { mountAll, unmountAll } from '../bundle/mount.js';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errdefs/errors.js';
+import type { containerd } from '../generated/index.js';
+import { Runc } from '../runc/runc.js';
+import { CleanupStack } from '../sys/cleanup-stack.js';
+import type { ExitStatus } from '../sys/exit-status.js';
+import type { Reaper } from '../sys/reaper.js';
+import { taskEvents, type EventSink } from './events.js';
+import type { StdioPaths } from './io/stdio-uri.js';
+import { OomWatcher } from './oom.js';
+import { RUNC_SETTINGS_FILE, writeRuncSettings } from './runc-settings.js';
+import type { ProcessContext } from './process/context.js';
+import { ExecProcess } from './process/exec.js';
+import { InitProcess } from './process/init.js';
+
+/** The runc settings a container runs with (config file merged with runtime options). */
+export interface RuncSettings {
+  readonly binary: string;
+  readonly root: string;
+  readonly systemdCgroup: boolean;
+  readonly noPivotRoot: boolean;
+  readonly noNewKeyring: boolean;
+  readonly criuPath: string | undefined;
+}
+
+export interface ContainerCreateRequest {
+  readonly id: string;
+  readonly bundle: string;
+  readonly rootfs: readonly containerd.types.IMount[];
+  readonly stdio: StdioPaths;
+  readonly runc: RuncSettings;
+}
+
+export interface ContainerDeps {
+  readonly namespace: string;
+  readonly events: EventSink;
+  readonly reaper: Reaper;
+}
+
+/**
+ * One container: its init process, its execs, and the stack of undo steps
+ * (rootfs mounts, stdio, runc state) that its creation pushed. Delete, or a
+ * failed Create, runs the stack last-in-first-out.
+ */
+export class Container {
+  readonly init: InitProcess;
+  private readonly execs = new Map<string, ExecProcess>();
+  private readonly oom: OomWatcher;
+
+  private constructor(
+    private readonly ctx: ProcessContext,
+    readonly rootfs: readonly containerd.types.IMount[],
+    private readonly cleanup: CleanupStack,
+    stdio: StdioPaths,
+  ) {
+    this.init = new InitProcess(ctx, stdio);
+    this.oom = new OomWatcher(() => ctx.events.publish(taskEvents.oom(ctx.containerId)));
+  }
+
+  get id(): string {
+    return this.ctx.containerId;
+  }
+
+  get bundle(): string {
+    return this.ctx.bundle;
+  }
+
+  get runc(): Runc {
+    return this.ctx.runc;
+  }
+
+  static async create(request: ContainerCreateRequest, deps: ContainerDeps): Promise<Container> {
+    const { id, bundle } = request;
+    await assertBundle(bundle);
+    const spec = await readSpec(join(bundle, 'config.json'));
+    const terminal = request.stdio.terminal || spec.process?.terminal === true;
+    const runc = new Runc({
+      binary: request.runc.binary,
+      root: join(request.runc.root, deps.namespace),
+      log: join(bundle, 'log.json'),
+      systemdCgroup: request.runc.systemdCgroup,
+      ...(request.runc.criuPath ? { criu: request.runc.criuPath } : {}),
+      spawn: (command, args, options) => deps.reaper.spawn(command, args, options),
+    });
+    const ctx: ProcessContext = { containerId: id, namespace: deps.namespace, bundle, runc, events: deps.events, reaper: deps.reaper };
+    const cleanup = new CleanupStack();
+    try {
+      await writeRuncSettings(bundle, request.runc);
+      cleanup.push('runc settings', () => rm(join(bundle, RUNC_SETTINGS_FILE), { force: true }));
+      if (request.rootfs.length > 0) {
+        const rootfs = join(bundle, 'rootfs');
+        await mkdir(rootfs, { recursive: true, mode: 0o711 });
+        cleanup.push('rootfs mounts', () => unmountAll(rootfs));
+        await mountAll(request.rootfs.map(toMount), rootfs);
+      }
+      const container = new Container(ctx, request.rootfs, cleanup, { ...request.stdio, terminal });
+      await container.init.create(cleanup, { noPivot: request.runc.noPivotRoot, noNewKeyring: request.runc.noNewKeyring }, (exit) => container.onInitExit(exit));
+      return container;
+    } catch (err) {
+      return cleanup.unwind(err);
+    }
+  }
+
+  /** The init process for "", else the exec; NotFound like the runc shim. */
+  process(execId: string): InitProcess | ExecProcess {
+    if (!execId) return this.init;
+    const exec = this.execs.get(execId);
+    if (!exec) throw new NotFoundError(`process does not exist ${execId}`);
+    return exec;
+  }
+
+  exec(execId: string, spec: Record<string, unknown>, stdio: StdioPaths): void {
+    this.init.assertCanExec();
+    if (this.execs.has(execId)) throw new AlreadyExistsError(`id ${execId}: already exists`);
+    const terminal = stdio.terminal || spec.terminal === true;
+    this.execs.set(execId, new ExecProcess(this.ctx, execId, spec, { ...stdio, terminal }));
+    this.ctx.events.publish(taskEvents.execAdded(this.id, execId));
+  }
+
+  async start(execId: string): Promise<number> {
+    if (!execId) {
+      const pid = await this.init.start();
+      this.oom.watch(pid);
+      return pid;
+    }
+    const exec = this.process(execId) as ExecProcess;
+    return exec.start((exit) => this.ctx.events.publish(taskEvents.exit(this.id, execId, exit)));
+  }
+
+  /** Deletes an exec, or the container itself (init) with all it set up. */
+  async delete(execId: string): Promise<ExitStatus | undefined> {
+    if (execId) {
+      const exec = this.process(execId) as ExecProcess;
+      await exec.delete();
+      this.execs.delete(execId);
+      return exec.exit;
+    }
+    await this.init.delete();
+    this.oom.close();
+    for (const exec of this.execs.values()) await exec.delete().catch(() => {});
+    this.execs.clear();
+    const failure = await this.cleanup.run();
+    if (failure) throw failure;
+    this.ctx.events.publish(taskEvents.delete(this.id, this.id, this.init.pid, this.init.exit));
+    return this.init.exit;
+  }
+
+  /** The pids of the execs that are running, for Pids. */
+  execPids(): Map<number, string> {
+    const pids = new Map<number, string>();
+    for (const exec of this.execs.values()) if (exec.pid > 0) pids.set(exec.pid, exec.execId);
+    return pids;
+  }
+
+  private onInitExit(exit: ExitStatus): void {
+    this.oom.close();
+    this.ctx.events.publish(taskEvents.exit(this.id, this.id, exit));
+  }
+}
+
+async function assertBundle(bundle: string): Promise<void> {
+  if (!bundle.startsWith('/')) throw new InvalidArgumentError(`bundle path ${JSON.stringify(bundle)} must be absolute`);
+  try {
+    if (!(await stat(bundle)).isDirectory()) throw new InvalidArgumentError(`bundle ${bundle} is not a directory`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`bundle ${bundle} does not exist`);
+    throw err;
+  }
+}
+
+function toMount(mount: containerd.types.IMount): { type: string; source: string; options: string[] } {
+  return { type: mount.type ?? '', source: mount.source ?? '', options: [...(mount.options ?? [])] };
+}

@@ -1,0 +1,88 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { NotFoundError } from '../../errdefs/errors.js';
+import type { ExitStatus } from '../../sys/exit-status.js';
+import { taskEvents } from '../events.js';
+import { openProcessIO } from '../io/index.js';
+import type { StdioPaths } from '../io/stdio-uri.js';
+import { withConsoleSocket } from './console.js';
+import type { ProcessContext } from './context.js';
+import { readPidFile } from './pid-file.js';
+import { ProcessBase } from './process-base.js';
+import { EXEC_LIFECYCLE, type ExecOp } from './state-machine.js';
+
+/**
+ * An extra process in a running container. Exec only records it (and
+ * announces exec-added); Start runs `runc exec --detach`.
+ */
+export class ExecProcess extends ProcessBase<ExecOp> {
+  constructor(
+    private readonly ctx: ProcessContext,
+    readonly execId: string,
+    private readonly spec: { terminal?: boolean } & Record<string, unknown>,
+    stdio: StdioPaths,
+  ) {
+    super(`exec ${execId}`, EXEC_LIFECYCLE, stdio);
+  }
+
+  private get pidFile(): string {
+    return join(this.ctx.bundle, `${this.execId}.pid`);
+  }
+
+  /**
+   * Runs the process. `onExit` follows the exec-started event, which is
+   * published before the exit can be handled: the exit waits on the reaper,
+   * which resolves no earlier than the next tick.
+   */
+  start(onExit: (exit: ExitStatus) => void): Promise<number> {
+    return this.lock.run(async () => {
+      this.machine.assert('start');
+      const { runc, containerId } = this.ctx;
+      const io = await openProcessIO(this.stdio, { id: containerId, namespace: this.ctx.namespace });
+      this.io = io;
+      try {
+        const execOptions = { pidFile: this.pidFile, stdio: io.stdio, detach: true };
+        if (this.stdio.terminal) {
+          this.console = await withConsoleSocket((consoleSocket) => runc.exec(containerId, this.spec, { ...execOptions, consoleSocket }));
+        } else {
+          await runc.exec(containerId, this.spec, execOptions);
+        }
+        io.releaseProcessEnds();
+        if (this.console) io.attachConsole(this.console.stream);
+        this.pidValue = await readPidFile(this.pidFile);
+      } catch (err) {
+        await this.closeStdio();
+        await rm(this.pidFile, { force: true });
+        throw err;
+      }
+      this.machine.transition('running');
+      this.ctx.events.publish(taskEvents.execStarted(containerId, this.execId, this.pidValue));
+      void this.ctx.reaper.wait(this.pidValue).then((exit) => {
+        this.setExited(exit);
+        onExit(exit);
+      });
+      return this.pidValue;
+    });
+  }
+
+  /** Signals the process directly, as the runc shim does for execs. */
+  async kill(signal: number): Promise<void> {
+    this.machine.assert('kill');
+    if (this.machine.is('stopped')) throw new NotFoundError('process already finished');
+    try {
+      process.kill(this.pidValue, signal);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') throw new NotFoundError('process already finished');
+      throw err;
+    }
+  }
+
+  delete(): Promise<void> {
+    return this.lock.run(async () => {
+      this.machine.assert('delete');
+      await this.closeStdio();
+      await rm(this.pidFile, { force: true });
+      this.machine.transition('deleted');
+    });
+  }
+}

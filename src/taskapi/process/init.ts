@@ -1,0 +1,132 @@
+import { join } from 'node:path';
+import { NotFoundError } from '../../errdefs/errors.js';
+import type { CheckpointOptions } from '../../runc/runc.js';
+import { CleanupStack } from '../../sys/cleanup-stack.js';
+import type { ExitStatus } from '../../sys/exit-status.js';
+import { taskEvents } from '../events.js';
+import { openProcessIO } from '../io/index.js';
+import type { StdioPaths } from '../io/stdio-uri.js';
+import { withConsoleSocket } from './console.js';
+import type { ProcessContext } from './context.js';
+import { readPidFile } from './pid-file.js';
+import { ProcessBase } from './process-base.js';
+import { INIT_LIFECYCLE, type InitOp } from './state-machine.js';
+
+export interface InitCreateOptions {
+  readonly noPivot?: boolean;
+  readonly noNewKeyring?: boolean;
+}
+
+/**
+ * A container's init process: `runc create` makes it, `runc start` lets it
+ * run. Its exit is the container's exit.
+ */
+export class InitProcess extends ProcessBase<InitOp> {
+  private started: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly ctx: ProcessContext, stdio: StdioPaths) {
+    super(`container ${ctx.containerId}`, INIT_LIFECYCLE, stdio);
+  }
+
+  get pidFile(): string {
+    return join(this.ctx.bundle, 'init.pid');
+  }
+
+  /**
+   * Opens stdio and runs `runc create`. Each piece it sets up is pushed on
+   * `cleanup`, which the caller unwinds if this or any later step fails.
+   * `onExit` is called once the process has exited and its start (if any)
+   * has been announced, so exit events never overtake start events.
+   */
+  async create(cleanup: CleanupStack, options: InitCreateOptions, onExit: (exit: ExitStatus) => void): Promise<void> {
+    const { runc, containerId: id, bundle } = this.ctx;
+    const io = await openProcessIO(this.stdio, { id, namespace: this.ctx.namespace });
+    this.io = io;
+    cleanup.push('stdio', () => this.closeStdio());
+
+    const createOptions = { bundle, pidFile: this.pidFile, stdio: io.stdio, noPivot: options.noPivot ?? false, noNewKeyring: options.noNewKeyring ?? false };
+    if (this.stdio.terminal) {
+      this.console = await withConsoleSocket((consoleSocket) => runc.create(id, { ...createOptions, consoleSocket }));
+    } else {
+      await runc.create(id, createOptions);
+    }
+    cleanup.push('runc container', () => runc.delete(id, { force: true }).catch(ignoreNotFound));
+    io.releaseProcessEnds();
+    if (this.console) io.attachConsole(this.console.stream);
+
+    this.pidValue = await readPidFile(this.pidFile);
+    void this.ctx.reaper.wait(this.pidValue).then(async (exit) => {
+      await this.started;
+      this.setExited(exit);
+      onExit(exit);
+    });
+  }
+
+  async start(): Promise<number> {
+    const run = this.lock.run(async () => {
+      this.machine.assert('start');
+      await this.ctx.runc.start(this.ctx.containerId);
+      this.machine.transition('running');
+      this.ctx.events.publish(taskEvents.start(this.ctx.containerId, this.pidValue));
+      return this.pidValue;
+    });
+    this.started = run.catch(() => {});
+    return run;
+  }
+
+  pause(): Promise<void> {
+    return this.lock.run(async () => {
+      this.machine.assert('pause');
+      await this.ctx.runc.pause(this.ctx.containerId);
+      this.machine.transition('paused');
+      this.ctx.events.publish(taskEvents.paused(this.ctx.containerId));
+    });
+  }
+
+  resume(): Promise<void> {
+    return this.lock.run(async () => {
+      this.machine.assert('resume');
+      await this.ctx.runc.resume(this.ctx.containerId);
+      this.machine.transition('running');
+      this.ctx.events.publish(taskEvents.resumed(this.ctx.containerId));
+    });
+  }
+
+  async kill(signal: number, all: boolean): Promise<void> {
+    this.machine.assert('kill');
+    if (this.machine.is('stopped') && !all) throw new NotFoundError('process already finished');
+    await this.ctx.runc.kill(this.ctx.containerId, signal, { all });
+  }
+
+  update(resources: object): Promise<void> {
+    return this.lock.run(async () => {
+      this.machine.assert('update');
+      await this.ctx.runc.update(this.ctx.containerId, resources);
+    });
+  }
+
+  checkpoint(options: CheckpointOptions): Promise<void> {
+    return this.lock.run(async () => {
+      this.machine.assert('checkpoint');
+      await this.ctx.runc.checkpoint(this.ctx.containerId, options);
+    });
+  }
+
+  assertCanExec(): void {
+    this.machine.assert('exec');
+  }
+
+  /** `runc delete`, then drains and closes stdio. */
+  delete(): Promise<void> {
+    return this.lock.run(async () => {
+      this.machine.assert('delete');
+      await this.ctx.runc.delete(this.ctx.containerId, { force: this.machine.is('created') }).catch(ignoreNotFound);
+      await this.closeStdio();
+      this.machine.transition('deleted');
+    });
+  }
+}
+
+function ignoreNotFound(err: unknown): void {
+  if (!(err instanceof NotFoundError)) throw err;
+}
