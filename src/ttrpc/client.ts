@@ -21,16 +21,19 @@ export interface ClientOptions {
 const MAX_STREAM_ID = 0xffff_ffff;
 
 interface PendingCall {
-  /** Settles the call with a response frame's data, or fails it. */
+  /** Settles the call with a response frame's data. */
   complete(data: Uint8Array): void;
   fail(err: Error): void;
+  /** Fails the call with a status, as an RpcError carrying the caller's stack. */
+  failStatus(status: Status): void;
 }
 
 /**
  * A ttrpc client over one connected stream. Calls are multiplexed: each gets
  * the next odd stream id, many can be outstanding, and responses settle them
  * in whatever order they arrive. When the connection ends, for whatever
- * reason, every pending call fails with ClosedError and 'close' is emitted.
+ * reason, every pending call fails with ClosedError and 'close' is emitted
+ * (with the error that broke the connection, or nothing for a plain close).
  */
 export class Client extends EventEmitter {
   private readonly decoder = new FrameDecoder();
@@ -118,11 +121,12 @@ export class Client extends EventEmitter {
       const call: PendingCall = {
         complete: (payload) => settle(() => settleResponse(payload, method, callerStack, resolve, reject)),
         fail: (err) => settle(() => reject(err)),
+        failStatus: (status) => settle(() => reject(errorFromStatus(status, callerStack))),
       };
       this.pending.set(streamId, call);
       signal?.addEventListener('abort', onAbort, { once: true });
       if (timeoutNano !== 0 && options.timeoutMs! <= MAX_TIMER_MS) {
-        timer = setTimeout(() => call.fail(errorFromStatus(DEADLINE_EXCEEDED, callerStack)), options.timeoutMs);
+        timer = setTimeout(() => call.failStatus(DEADLINE_EXCEEDED), options.timeoutMs);
         timer.unref();
       }
       if (!this.writer.write(encodeFrame(streamId, FrameType.Request, data))) call.fail(this.closeError ?? new ClosedError());
@@ -153,9 +157,9 @@ export class Client extends EventEmitter {
       const call = this.pending.get(frame.streamId);
       // Unknown ids are calls we already gave up on (timeout, abort).
       if (!call) continue;
-      if (frame.oversized !== undefined) call.fail(errorFromStatus(oversizedStatus(frame.oversized)));
+      if (frame.oversized !== undefined) call.failStatus(oversizedStatus(frame.oversized));
       else if (frame.type !== FrameType.Response) {
-        call.fail(new RpcError(Code.Internal, `ttrpc: unexpected message type ${frame.type} on stream ${frame.streamId}`));
+        call.failStatus({ code: Code.Internal, message: `ttrpc: unexpected message type ${frame.type} on stream ${frame.streamId}` });
       } else call.complete(frame.data);
     }
   }
@@ -167,7 +171,8 @@ export class Client extends EventEmitter {
     const calls = [...this.pending.values()];
     for (const call of calls) call.fail(this.closeError);
     this.resolveClosed();
-    this.emit('close', cause === undefined || isCloseError(cause) ? undefined : cause);
+    // Never from inside close() or the constructor: listeners run on a clean stack.
+    process.nextTick(() => this.emit('close', isCloseError(cause) ? undefined : cause));
   }
 }
 

@@ -10,6 +10,7 @@ export class FrameWriter {
   private queue: Buffer[] = [];
   private waiting = false;
   private ending = false;
+  private afterFlush: (() => void) | undefined;
 
   constructor(
     private readonly stream: Writable,
@@ -26,22 +27,18 @@ export class FrameWriter {
   /** Queues a frame; false if the stream can no longer be written. */
   write(frame: Buffer): boolean {
     if (this.ending || !this.writable()) return false;
-    if (this.waiting) {
-      this.queue.push(frame);
-      return true;
-    }
-    if (!this.stream.write(frame)) this.setWaiting(true);
+    if (this.waiting) this.queue.push(frame);
+    else if (!this.stream.write(frame)) this.setWaiting(true);
     return true;
   }
 
-  /** Ends the stream once every queued frame has been handed to it. */
+  /** Ends the stream once every queued frame has been handed to it; `callback` runs on 'finish'. */
   end(callback: () => void): void {
+    if (this.ending) return;
     this.ending = true;
-    if (!this.waiting) this.stream.end(callback);
-    else this.endCallback = callback;
+    if (this.waiting) this.afterFlush = () => this.stream.end(callback);
+    else this.stream.end(callback);
   }
-
-  private endCallback: (() => void) | undefined;
 
   private writable(): boolean {
     return !this.stream.destroyed && !this.stream.writableEnded;
@@ -59,11 +56,9 @@ export class FrameWriter {
       }
     }
     this.setWaiting(false);
-    if (this.endCallback) {
-      const cb = this.endCallback;
-      this.endCallback = undefined;
-      this.stream.end(cb);
-    }
+    const next = this.afterFlush;
+    this.afterFlush = undefined;
+    next?.();
   }
 
   private setWaiting(waiting: boolean): void {

@@ -47,11 +47,10 @@ interface CallScope {
 export class ServerConnection {
   private state = ConnState.Handshake;
   private active = 0;
-  private drainRequested = false;
   private readonly decoder = new FrameDecoder();
   private readonly writer: FrameWriter;
-  /** Aborted when the connection goes away; every call's signal follows it. */
-  private readonly lifetime = new AbortController();
+  /** The signals of calls in flight, aborted together when the connection goes away. */
+  private readonly inFlight = new Set<AbortController>();
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
 
   constructor(
@@ -77,14 +76,13 @@ export class ServerConnection {
     if (this.state !== ConnState.Handshake) return;
     this.state = ConnState.Idle;
     this.stream.on('data', this.onData);
-    if (this.drainRequested) this.shutdown();
   }
 
   /** Graceful: read no more requests, finish the calls in flight, then end the stream. */
   shutdown(): void {
-    this.drainRequested = true;
     if (this.state === ConnState.Draining || this.state === ConnState.Closed) return;
     if (this.state === ConnState.Handshake) {
+      // Nothing was read yet, so nothing is owed to the peer.
       this.destroy();
       return;
     }
@@ -112,7 +110,9 @@ export class ServerConnection {
     if (this.state === ConnState.Closed) return;
     this.state = ConnState.Closed;
     this.stream.off('data', this.onData);
-    this.lifetime.abort(new ClosedError());
+    const reason = new ClosedError();
+    for (const controller of this.inFlight) controller.abort(reason);
+    this.inFlight.clear();
     this.hooks.onClose(this);
   }
 
@@ -129,6 +129,7 @@ export class ServerConnection {
   }
 
   private dispatch(frame: Frame): void {
+    if (this.state === ConnState.Closed) return;
     if (frame.oversized !== undefined) {
       this.reply(frame.streamId, { status: oversizedStatus(frame.oversized), payload: EMPTY });
       return;
@@ -175,10 +176,8 @@ export class ServerConnection {
 
   private callScope(timeoutNano: number): CallScope {
     const controller = new AbortController();
-    const lifetime = this.lifetime.signal;
-    const onClose = (): void => controller.abort(lifetime.reason);
-    if (lifetime.aborted) onClose();
-    else lifetime.addEventListener('abort', onClose, { once: true });
+    if (this.state === ConnState.Closed) controller.abort(new ClosedError());
+    else this.inFlight.add(controller);
 
     let timer: NodeJS.Timeout | undefined;
     let deadline: number | undefined;
@@ -197,7 +196,7 @@ export class ServerConnection {
       deadline,
       dispose: () => {
         clearTimeout(timer);
-        lifetime.removeEventListener('abort', onClose);
+        this.inFlight.delete(controller);
       },
     };
   }

@@ -4,7 +4,7 @@ import type { MethodDescriptor, ServiceDescriptor } from './descriptor.js';
 import { statusFromError, type Status } from './status.js';
 
 /** A unary handler: the decoded request in, the response message (or a promise of it) out. */
-export type UnaryHandler<Req = never, Res = unknown> = (request: Req, ctx: CallContext) => Res | Promise<Res>;
+export type UnaryHandler<Req = unknown, Res = unknown> = (request: Req, ctx: CallContext) => Res | Promise<Res>;
 
 /**
  * What a service implementation looks like to the server: an object with a
