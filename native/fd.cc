@@ -1,6 +1,9 @@
-// Plain fd calls: pipes and O_NONBLOCK.
+// Plain fd calls: pipes, FIFOs and O_NONBLOCK.
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+
+#include <string>
 #include <unistd.h>
 
 #include "errors.h"
@@ -29,8 +32,23 @@ static Napi::Value SetNonblocking(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// mkfifo(path, mode): Node has no call to make a named pipe.
+static Napi::Value Mkfifo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool present = false;
+  std::string path = ArgOptString(info, 0, "path", &present);
+  if (!present) {
+    Napi::TypeError::New(env, "path must be a string").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int mode = ArgInt(info, 1, "mode");
+  if (mkfifo(path.c_str(), static_cast<mode_t>(mode)) != 0) ThrowErrno(env, errno, "mkfifo");
+  return env.Undefined();
+}
+
 void InitFd(Napi::Env env, Napi::Object exports, Napi::Object) {
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
+  exports.Set("mkfifo", Napi::Function::New(env, Mkfifo, "mkfifo"));
   exports.Set("setNonblocking", Napi::Function::New(env, SetNonblocking, "setNonblocking"));
 }
 

@@ -66,6 +66,7 @@ export interface NativeAddon {
   setChildSubreaper(): void;
   waitpidNoHang(pid: number): { pid: number; status: number; signal: number | null } | null;
   pipe(): [number, number];
+  mkfifo(path: string, mode: number): void;
   setNonblocking(fd: number, on: boolean): void;
   accept4(fd: number): number | null;
   socketError(fd: number): number;

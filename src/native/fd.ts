@@ -9,3 +9,8 @@ export function pipe(): [number, number] {
 export function setNonblocking(fd: number, on: boolean): void {
   native.setNonblocking(fd, on);
 }
+
+/** mkfifo(3): creates a named pipe at `path`. */
+export function mkfifo(path: string, mode = 0o600): void {
+  native.mkfifo(path, mode);
+}

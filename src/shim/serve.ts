@@ -8,6 +8,7 @@ import { peerCred } from '../native/peercred.js';
 import { Reaper } from '../sys/reaper.js';
 import type { EventPublisher } from '../taskapi/events.js';
 import { RuncTaskService } from '../taskapi/service.js';
+import { VmTaskService } from '../vm/vm-task-service.js';
 import { Server } from '../ttrpc/server.js';
 import { requireSameUser } from '../ttrpc/unix-creds.js';
 import type { ShimArgs } from './args.js';
@@ -69,6 +70,15 @@ interface ServiceDeps {
 }
 
 function createService(config: FlintConfig, deps: ServiceDeps): TaskService {
+  if (config.mode === 'vm') {
+    return new VmTaskService({
+      address: config.agent.address,
+      dialTimeoutMs: config.agent.dialTimeoutMs,
+      events: deps.publisher,
+      log: deps.log.child({ component: 'vm' }),
+      onShutdown: deps.onShutdown,
+    });
+  }
   return new RuncTaskService({
     namespace: deps.args.namespace,
     events: deps.publisher,

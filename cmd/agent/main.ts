@@ -1,0 +1,3 @@
+import { agentMain } from '../../src/agent/main.js';
+
+await agentMain(process.argv.slice(2));

@@ -1,0 +1,82 @@
+import { closeSync, constants, openSync } from 'node:fs';
+import net from 'node:net';
+import { pipeline, type Duplex } from 'node:stream';
+import { dialAgent } from '../vsock/dial.js';
+import type { StdioPorts } from './extra-data.js';
+
+const { O_RDONLY, O_RDWR, O_WRONLY, O_NONBLOCK } = constants;
+
+type Stream = 'stdin' | 'stdout' | 'stderr';
+
+/**
+ * One process's stdio on the host side of VM mode: containerd's FIFOs
+ * joined to the vsock ports the agent listens on. Dialing starts before the
+ * agent is asked to create the process (the dial retries until the agent
+ * listens), and the copies are plain pipelines, so a slow reader slows the
+ * container down instead of filling memory.
+ *
+ * Stdin follows the runc shim: the shim keeps a writer of the stdin FIFO
+ * open, so the copy ends (and the agent sees EOF) only after CloseIO.
+ */
+export class HostStdio {
+  private readonly dials = new Map<Stream, Promise<Duplex>>();
+  private readonly conns: Duplex[] = [];
+  private readonly outputs: Promise<void>[] = [];
+  private stdinKeepAlive: number | undefined;
+  private readonly abort = new AbortController();
+
+  private constructor(private readonly paths: { stdin: string; stdout: string; stderr: string }) {}
+
+  static dial(address: string, ports: StdioPorts, paths: { stdin: string; stdout: string; stderr: string }, timeoutMs: number): HostStdio {
+    const stdio = new HostStdio(paths);
+    for (const stream of ['stdin', 'stdout', 'stderr'] as const) {
+      if (!ports[stream]) continue;
+      const dial = dialAgent(address, ports[stream], { timeoutMs, signal: stdio.abort.signal });
+      dial.catch(() => {});
+      stdio.dials.set(stream, dial);
+    }
+    return stdio;
+  }
+
+  /** Waits for every stream's connection, then starts copying. */
+  async connect(): Promise<void> {
+    const conns = new Map<Stream, Duplex>();
+    for (const [stream, dial] of this.dials) {
+      const conn = await dial;
+      this.conns.push(conn);
+      conns.set(stream, conn);
+    }
+    const stdin = conns.get('stdin');
+    if (stdin) {
+      const reader = openSync(this.paths.stdin, O_RDONLY | O_NONBLOCK);
+      this.stdinKeepAlive = openSync(this.paths.stdin, O_WRONLY | O_NONBLOCK);
+      pipeline(new net.Socket({ fd: reader, readable: true, writable: false }), stdin, () => {});
+    }
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const conn = conns.get(stream);
+      if (!conn) continue;
+      // Read-write: never blocks, never EPIPE when the client's reader is gone.
+      const fifo = new net.Socket({ fd: openSync(this.paths[stream], O_RDWR | O_NONBLOCK), readable: false, writable: true });
+      this.outputs.push(new Promise((resolve) => pipeline(conn, fifo, () => resolve())));
+    }
+  }
+
+  closeStdin(): void {
+    if (this.stdinKeepAlive === undefined) return;
+    closeSync(this.stdinKeepAlive);
+    this.stdinKeepAlive = undefined;
+  }
+
+  /** Resolves when the output streams have ended, or after `timeoutMs`. */
+  async drain(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.outputs), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
+  close(): void {
+    this.abort.abort(new Error('stdio closed'));
+    this.closeStdin();
+    for (const conn of this.conns) conn.destroy();
+  }
+}

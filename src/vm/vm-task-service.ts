@@ -1,0 +1,269 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { NotFoundError } from '../errdefs/errors.js';
+import { containerd, type google, type TaskService } from '../generated/index.js';
+import { timestampOf } from '../sys/exit-status.js';
+import { taskEvents, type EventPublisher } from '../taskapi/events.js';
+import type { CallContext, CallOptions } from '../ttrpc/context.js';
+import { Metadata, NAMESPACE_KEY } from '../ttrpc/metadata.js';
+import { isAgentOnlyIO } from './agent-only-io.js';
+import { AgentConnection } from './agent-connection.js';
+import { wrapExtraData } from './extra-data.js';
+import { HostStdio } from './host-stdio.js';
+import { PortAllocator } from './port-allocator.js';
+
+type Empty = google.protobuf.Empty.$Properties;
+
+/** What containerd sees for a process whose agent went away: like a crashed shim. */
+const AGENT_LOST_EXIT_STATUS = 255;
+const DRAIN_TIMEOUT_MS = 5_000;
+
+interface HostProcess {
+  readonly namespace: string;
+  readonly id: string;
+  readonly execId: string;
+  readonly stdio: HostStdio | undefined;
+  readonly paths: { stdin: string; stdout: string; stderr: string; terminal: boolean };
+  pid: number;
+  lostExit: { status: number; exitedAt: Date } | undefined;
+  readonly lostWaiters: (() => void)[];
+}
+
+export interface VmTaskServiceOptions {
+  /** The agent's dial address: vsock://CID:PORT or hvsock://PATH:PORT. */
+  readonly address: string;
+  readonly dialTimeoutMs: number;
+  readonly events: EventPublisher;
+  readonly log: Logger;
+  /** Called by Shutdown once no task is left. */
+  readonly onShutdown: () => void;
+}
+
+/**
+ * VM mode: every task call goes to the agent inside the VM. Create and Exec
+ * wrap the spec, the runtime options and freshly allocated stdio ports in
+ * the envelope; containerd's FIFOs are joined to those ports here; State
+ * reports the host's FIFO paths; the agent's events are long-polled and
+ * republished to containerd in order. When the agent goes away, calls fail
+ * at once with Unavailable and every running process reports an exit.
+ */
+export class VmTaskService implements TaskService {
+  private readonly agent: AgentConnection;
+  private readonly ports = new PortAllocator();
+  private readonly processes = new Map<string, HostProcess>();
+  private relaying = false;
+
+  constructor(private readonly options: VmTaskServiceOptions) {
+    this.agent = new AgentConnection(options.address, options.dialTimeoutMs, options.log);
+    void this.agent.lost.then(() => this.settleAfterAgentLoss());
+  }
+
+  get size(): number {
+    return [...this.processes.values()].filter((p) => !p.execId).length;
+  }
+
+  async create(request: containerd.task.v2.CreateTaskRequest, ctx: CallContext): Promise<containerd.task.v2.CreateTaskResponse.$Properties> {
+    const task = await this.agent.task();
+    this.relayEvents();
+    const spec = await readFile(join(request.bundle, 'config.json'));
+    const paths = { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal };
+    const stdio = this.dialStdio(paths);
+    try {
+      const response = await task.create(
+        { ...request, options: wrapExtraData({ jsonSpec: spec, runcOptions: request.options ?? undefined, ports: stdio.ports }) },
+        this.callOptions(ctx),
+      );
+      await stdio.host?.connect();
+      this.remember(ctx, request.id, '', stdio.host, paths, response.pid);
+      return response;
+    } catch (err) {
+      stdio.host?.close();
+      throw err;
+    }
+  }
+
+  async exec(request: containerd.task.v2.ExecProcessRequest, ctx: CallContext): Promise<Empty> {
+    const task = await this.agent.task();
+    const paths = { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal };
+    const stdio = this.dialStdio(paths);
+    try {
+      await task.exec({ ...request, spec: wrapExtraData({ jsonSpec: request.spec?.value ?? new Uint8Array(), runcOptions: undefined, ports: stdio.ports }) }, this.callOptions(ctx));
+      await stdio.host?.connect();
+      this.remember(ctx, request.id, request.execId, stdio.host, paths, 0);
+      return {};
+    } catch (err) {
+      stdio.host?.close();
+      throw err;
+    }
+  }
+
+  async start(request: containerd.task.v2.StartRequest, ctx: CallContext): Promise<containerd.task.v2.StartResponse.$Properties> {
+    const response = await (await this.agent.task()).start(request, this.callOptions(ctx));
+    const process = this.processes.get(this.key(ctx, request.id, request.execId));
+    if (process) process.pid = response.pid;
+    return response;
+  }
+
+  async delete(request: containerd.task.v2.DeleteRequest, ctx: CallContext): Promise<containerd.task.v2.DeleteResponse.$Properties> {
+    const key = this.key(ctx, request.id, request.execId);
+    const process = this.processes.get(key);
+    let response: containerd.task.v2.DeleteResponse.$Properties;
+    if (process?.lostExit) {
+      response = { pid: process.pid, exitStatus: process.lostExit.status, exitedAt: timestampOf(process.lostExit.exitedAt) };
+    } else {
+      response = await (await this.agent.task()).delete(request, this.callOptions(ctx));
+    }
+    this.processes.delete(key);
+    await process?.stdio?.drain(DRAIN_TIMEOUT_MS);
+    process?.stdio?.close();
+    if (!request.execId) {
+      for (const [other, exec] of [...this.processes]) {
+        if (exec.namespace === process?.namespace && exec.id === request.id) {
+          exec.stdio?.close();
+          this.processes.delete(other);
+        }
+      }
+    }
+    return response;
+  }
+
+  async state(request: containerd.task.v2.StateRequest, ctx: CallContext): Promise<containerd.task.v2.StateResponse.$Properties> {
+    const process = this.processes.get(this.key(ctx, request.id, request.execId));
+    if (process?.lostExit) {
+      return {
+        id: request.execId || request.id,
+        bundle: '',
+        pid: process.pid,
+        status: containerd.v1.types.Status.STOPPED,
+        ...process.paths,
+        exitStatus: process.lostExit.status,
+        exitedAt: timestampOf(process.lostExit.exitedAt),
+        execId: request.execId,
+      };
+    }
+    const response = await (await this.agent.task()).state(request, this.callOptions(ctx));
+    // The agent's FIFOs live in the VM; containerd knows its own.
+    return process ? { ...response, ...process.paths } : response;
+  }
+
+  async wait(request: containerd.task.v2.WaitRequest, ctx: CallContext): Promise<containerd.task.v2.WaitResponse.$Properties> {
+    const process = this.processes.get(this.key(ctx, request.id, request.execId));
+    if (!process && this.agent.isLost) throw new NotFoundError(`container ${request.id}: not created`);
+    const lost = process ? this.waitLost(process) : new Promise<never>(() => {});
+    const forwarded = this.agent.task().then((task) => task.wait(request, this.callOptions(ctx)));
+    try {
+      return await Promise.race([forwarded, lost]);
+    } catch (err) {
+      if (process?.lostExit) return this.waitLost(process);
+      throw err;
+    }
+  }
+
+  async closeIO(request: containerd.task.v2.CloseIORequest, ctx: CallContext): Promise<Empty> {
+    const process = this.processes.get(this.key(ctx, request.id, request.execId));
+    if (request.stdin) process?.stdio?.closeStdin();
+    return (await this.agent.task()).closeIO(request, this.callOptions(ctx));
+  }
+
+  async connect(request: containerd.task.v2.ConnectRequest, ctx: CallContext): Promise<containerd.task.v2.ConnectResponse.$Properties> {
+    const process = this.processes.get(this.key(ctx, request.id, ''));
+    return { shimPid: globalThis.process.pid, taskPid: process?.pid ?? 0, version: '' };
+  }
+
+  async shutdown(request: containerd.task.v2.ShutdownRequest, _ctx: CallContext): Promise<Empty> {
+    // The agent serves the VM, not this shim: it is not shut down with it.
+    if (request.now || this.size === 0) this.options.onShutdown();
+    return {};
+  }
+
+  async pids(request: containerd.task.v2.PidsRequest, ctx: CallContext) {
+    return (await this.agent.task()).pids(request, this.callOptions(ctx));
+  }
+  async pause(request: containerd.task.v2.PauseRequest, ctx: CallContext) {
+    return (await this.agent.task()).pause(request, this.callOptions(ctx));
+  }
+  async resume(request: containerd.task.v2.ResumeRequest, ctx: CallContext) {
+    return (await this.agent.task()).resume(request, this.callOptions(ctx));
+  }
+  async checkpoint(request: containerd.task.v2.CheckpointTaskRequest, ctx: CallContext) {
+    return (await this.agent.task()).checkpoint(request, this.callOptions(ctx));
+  }
+  async kill(request: containerd.task.v2.KillRequest, ctx: CallContext) {
+    return (await this.agent.task()).kill(request, this.callOptions(ctx));
+  }
+  async resizePty(request: containerd.task.v2.ResizePtyRequest, ctx: CallContext) {
+    return (await this.agent.task()).resizePty(request, this.callOptions(ctx));
+  }
+  async update(request: containerd.task.v2.UpdateTaskRequest, ctx: CallContext) {
+    return (await this.agent.task()).update(request, this.callOptions(ctx));
+  }
+  async stats(request: containerd.task.v2.StatsRequest, ctx: CallContext) {
+    return (await this.agent.task()).stats(request, this.callOptions(ctx));
+  }
+
+  close(): void {
+    for (const process of this.processes.values()) process.stdio?.close();
+    this.agent.close();
+  }
+
+  private dialStdio(paths: { stdin: string; stdout: string; stderr: string; terminal: boolean }) {
+    if (isAgentOnlyIO(paths.stdout)) return { ports: { stdin: 0, stdout: 0, stderr: 0 }, host: undefined };
+    const ports = this.ports.allocate({ stdin: !!paths.stdin, stdout: !!paths.stdout, stderr: !!paths.stderr && !paths.terminal });
+    return { ports, host: HostStdio.dial(this.options.address, ports, paths, this.options.dialTimeoutMs) };
+  }
+
+  private remember(ctx: CallContext, id: string, execId: string, stdio: HostStdio | undefined, paths: HostProcess['paths'], pid: number): void {
+    this.processes.set(this.key(ctx, id, execId), { namespace: this.namespace(ctx), id, execId, stdio, paths, pid, lostExit: undefined, lostWaiters: [] });
+  }
+
+  /** Republishes the agent's events to containerd, one long-poll at a time, in order. */
+  private relayEvents(): void {
+    if (this.relaying) return;
+    this.relaying = true;
+    void (async () => {
+      const bridge = await this.agent.events();
+      while (!this.agent.isLost) {
+        try {
+          const envelope = await bridge.getEvent({});
+          const event = envelope.event;
+          if (!event?.typeUrl) continue;
+          this.options.events.publish(envelope.namespace, { topic: envelope.topic, typeUrl: event.typeUrl, value: event.value ?? new Uint8Array() });
+        } catch (err) {
+          if (!this.agent.isLost) this.options.log.warn({ err }, 'event relay failed');
+          return;
+        }
+      }
+    })().catch((err: unknown) => this.options.log.warn({ err }, 'event relay stopped'));
+  }
+
+  /** The agent is gone: every process that has not been deleted reports an exit, so nothing waits forever. */
+  private settleAfterAgentLoss(): void {
+    const exitedAt = new Date();
+    for (const process of this.processes.values()) {
+      if (process.lostExit) continue;
+      process.lostExit = { status: AGENT_LOST_EXIT_STATUS, exitedAt };
+      this.options.events.publish(process.namespace, taskEvents.exit(process.id, process.execId || process.id, { pid: process.pid, status: AGENT_LOST_EXIT_STATUS, exitedAt }));
+      process.stdio?.close();
+      for (const resolve of process.lostWaiters.splice(0)) resolve();
+    }
+  }
+
+  private async waitLost(process: HostProcess): Promise<containerd.task.v2.WaitResponse.$Properties> {
+    if (!process.lostExit) await new Promise<void>((resolve) => process.lostWaiters.push(resolve));
+    const exit = process.lostExit!;
+    return { exitStatus: exit.status, exitedAt: timestampOf(exit.exitedAt) };
+  }
+
+  private callOptions(ctx: CallContext): CallOptions {
+    return { signal: ctx.signal, metadata: new Metadata({ [NAMESPACE_KEY]: this.namespace(ctx) }) };
+  }
+
+  private namespace(ctx: CallContext): string {
+    return ctx.metadata.getFirst(NAMESPACE_KEY) || 'default';
+  }
+
+  private key(ctx: CallContext, id: string, execId: string): string {
+    return `${this.namespace(ctx)}/${id}/${execId}`;
+  }
+}
