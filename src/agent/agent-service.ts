@@ -81,7 +81,7 @@ export class AgentTaskService implements TaskService {
       cleanup.push('task', () => this.forceDelete(request.id, ctx));
       if (stdio) {
         await stdio.connect(STDIO_CONNECT_TIMEOUT_MS);
-        stdio.wire();
+        this.onExit(ctx, request.id, '', () => stdio.processExited());
       }
       this.processes.set(key, { stdio, cleanup });
       return response;
@@ -114,7 +114,8 @@ export class AgentTaskService implements TaskService {
 
   async start(request: containerd.task.v2.StartRequest, ctx: CallContext): Promise<containerd.task.v2.StartResponse.$Properties> {
     const response = await this.inner.start(request, ctx);
-    if (request.execId) this.processes.get(this.key(ctx, request.id, request.execId))?.stdio?.wire();
+    const stdio = request.execId ? this.processes.get(this.key(ctx, request.id, request.execId))?.stdio : undefined;
+    if (stdio) this.onExit(ctx, request.id, request.execId, () => stdio.processExited());
     return response;
   }
 
@@ -193,6 +194,12 @@ export class AgentTaskService implements TaskService {
     const stdio = await AgentStdio.prepare(this.options.listenAddress, bundle, fileKey, ports);
     cleanup.push('stdio', () => stdio.close());
     return stdio;
+  }
+
+  /** Runs `then` once the process has exited (or is gone), without holding up the caller. */
+  private onExit(ctx: CallContext, id: string, execId: string, then: () => void): void {
+    const detached: CallContext = { ...ctx, signal: new AbortController().signal, deadline: undefined };
+    void this.inner.wait({ id, execId } as containerd.task.v2.WaitRequest, detached).then(then, then);
   }
 
   private async forceDelete(id: string, ctx: CallContext): Promise<void> {

@@ -1,4 +1,4 @@
-import { constants, openSync } from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { mkfifo } from '../native/fd.js';
 import type { StdioPorts } from '../vm/extra-data.js';
 import { acceptOne, openPortListener, type PortListener } from '../vsock/listener.js';
 
-const { O_RDONLY, O_WRONLY, O_NONBLOCK } = constants;
+const { O_RDONLY, O_RDWR, O_WRONLY, O_NONBLOCK } = constants;
 
 type Stream = 'stdin' | 'stdout' | 'stderr';
 const STREAMS: readonly Stream[] = ['stdin', 'stdout', 'stderr'];
@@ -16,21 +16,28 @@ const STREAMS: readonly Stream[] = ['stdin', 'stdout', 'stderr'];
  * One process's stdio inside the VM: a FIFO set in the bundle, which runc's
  * process uses like containerd's FIFOs on a host, and one vsock port per
  * stream, which the host shim dials. Listeners exist before runc runs (the
- * host starts dialing before it even calls Create); the FIFO ends are opened
- * only once the process holds its own ends, so a reader never sees an EOF
- * from a writer that is not there yet.
+ * host starts dialing before it even calls Create).
+ *
+ * The agent's ends of the FIFOs are opened before the process exists too.
+ * An output FIFO is read through a reader plus a keep-alive writer of the
+ * agent's own: without it the reader would see EOF before the process opens
+ * its end, and a fast process's output would be dropped by the kernel once
+ * the last end closes unread. The keep-alive goes when the process exits;
+ * the reader then sees EOF after the last byte of anything still writing.
  */
 export class AgentStdio {
   private readonly accepted = new Map<Stream, Promise<Duplex>>();
-  private readonly conns = new Map<Stream, Duplex>();
   private readonly listeners: PortListener[] = [];
+  private readonly conns: Duplex[] = [];
+  private readonly fifoEnds = new Map<Stream, net.Socket>();
+  private readonly keepAlives: number[] = [];
   private readonly outputs: Promise<void>[] = [];
   private readonly fifos: string[] = [];
   readonly paths: { stdin: string; stdout: string; stderr: string } = { stdin: '', stdout: '', stderr: '' };
 
   private constructor(private readonly abort: AbortController) {}
 
-  /** Makes the FIFOs and starts listening on the ports; undo with close(). */
+  /** Makes the FIFOs, opens the agent's ends and listens on the ports; undo with close(). */
   static async prepare(listenAddress: string, dir: string, key: string, ports: StdioPorts): Promise<AgentStdio> {
     const stdio = new AgentStdio(new AbortController());
     try {
@@ -41,6 +48,7 @@ export class AgentStdio {
         mkfifo(path, 0o600);
         stdio.fifos.push(path);
         stdio.paths[stream] = path;
+        stdio.openEnd(stream, path);
         const listener = await openPortListener(listenAddress, port);
         stdio.listeners.push(listener);
         const accepted = acceptOne(listener, { signal: stdio.abort.signal });
@@ -54,29 +62,37 @@ export class AgentStdio {
     }
   }
 
-  /** Waits until the host has connected every port, bounded by `timeoutMs`. */
+  private openEnd(stream: Stream, path: string): void {
+    if (stream === 'stdin') {
+      // Read-write never blocks and never fails with ENXIO; the process still
+      // sees EOF once the host's stream ends and this end closes.
+      this.fifoEnds.set(stream, new net.Socket({ fd: openSync(path, O_RDWR | O_NONBLOCK), readable: false, writable: true }));
+      return;
+    }
+    const reader = openSync(path, O_RDONLY | O_NONBLOCK);
+    this.keepAlives.push(openSync(path, O_WRONLY | O_NONBLOCK));
+    this.fifoEnds.set(stream, new net.Socket({ fd: reader, readable: true, writable: false }));
+  }
+
+  /** Waits until the host has connected every port (bounded), then starts copying. */
   async connect(timeoutMs: number): Promise<void> {
     const timer = setTimeout(() => this.abort.abort(new Error(`host did not connect stdio within ${timeoutMs} ms`)), timeoutMs);
     try {
-      for (const [stream, accepted] of this.accepted) this.conns.set(stream, await accepted);
+      for (const [stream, accepted] of this.accepted) {
+        const conn = await accepted;
+        this.conns.push(conn);
+        const fifo = this.fifoEnds.get(stream)!;
+        if (stream === 'stdin') pipeline(conn, fifo, () => {});
+        else this.outputs.push(new Promise((resolve) => pipeline(fifo, conn, () => resolve())));
+      }
     } finally {
       clearTimeout(timer);
     }
   }
 
-  /** Joins the FIFOs to the connections; call once the process has opened its ends. */
-  wire(): void {
-    const stdin = this.conns.get('stdin');
-    if (stdin) {
-      const fifo = new net.Socket({ fd: openSync(this.paths.stdin, O_WRONLY | O_NONBLOCK), readable: false, writable: true });
-      pipeline(stdin, fifo, () => {});
-    }
-    for (const stream of ['stdout', 'stderr'] as const) {
-      const conn = this.conns.get(stream);
-      if (!conn) continue;
-      const fifo = new net.Socket({ fd: openSync(this.paths[stream], O_RDONLY | O_NONBLOCK), readable: true, writable: false });
-      this.outputs.push(new Promise((resolve) => pipeline(fifo, conn, () => resolve())));
-    }
+  /** The process has exited: output ends once whatever still holds it lets go. */
+  processExited(): void {
+    for (const fd of this.keepAlives.splice(0)) closeSync(fd);
   }
 
   /** Resolves when output has been copied to the host, or after `timeoutMs`. */
@@ -88,8 +104,10 @@ export class AgentStdio {
 
   async close(): Promise<void> {
     this.abort.abort(new Error('stdio closed'));
+    this.processExited();
     for (const listener of this.listeners) listener.close();
-    for (const conn of this.conns.values()) conn.destroy();
+    for (const conn of this.conns) conn.destroy();
+    for (const end of this.fifoEnds.values()) end.destroy();
     await Promise.all(this.fifos.map((path) => rm(path, { force: true })));
   }
 }

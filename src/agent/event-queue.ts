@@ -1,21 +1,29 @@
-import { containerd, type google } from '../generated/index.js';
+import { containerd, type flint } from '../generated/index.js';
 import { timestampOf } from '../sys/exit-status.js';
 import type { EventPublisher, TaskEvent } from '../taskapi/events.js';
 import type { CallContext } from '../ttrpc/context.js';
 
 type Envelope = containerd.services.events.ttrpc.v1.Envelope;
 
-/** Events kept for the host before the oldest are dropped. */
-const QUEUE_LIMIT = 4096;
+/** Events kept for the hosts to read; older ones are forgotten. */
+const LOG_LIMIT = 4096;
+
+interface Entry {
+  readonly sequence: number;
+  readonly envelope: Envelope;
+}
 
 /**
- * The agent's events, kept in order until the host takes them. ttrpc 1.1
- * cannot stream, so the host long-polls: GetEvent answers at once when an
- * event is queued and otherwise waits for the next one.
+ * The agent's events as a numbered log that the host long-polls (ttrpc 1.1
+ * cannot stream). GetEvent{after} answers at once with the first event past
+ * `after`, or waits for the next one. Nothing is removed on delivery, so an
+ * answer lost with a dropped connection is read again by the next poll, and
+ * several shims can follow one agent.
  */
 export class EventQueue implements EventPublisher {
-  private readonly queue: Envelope[] = [];
-  private readonly takers: ((envelope: Envelope) => void)[] = [];
+  private readonly log: Entry[] = [];
+  private sequence = 0;
+  private readonly waiters = new Set<() => void>();
 
   publish(namespace: string, event: TaskEvent): void {
     const envelope = containerd.services.events.ttrpc.v1.Envelope.create({
@@ -24,31 +32,42 @@ export class EventQueue implements EventPublisher {
       topic: event.topic,
       event: { typeUrl: event.typeUrl, value: event.value },
     });
-    const taker = this.takers.shift();
-    if (taker) {
-      taker(envelope);
-      return;
-    }
-    if (this.queue.length >= QUEUE_LIMIT) this.queue.shift();
-    this.queue.push(envelope);
+    this.log.push({ sequence: ++this.sequence, envelope });
+    if (this.log.length > LOG_LIMIT) this.log.shift();
+    for (const wake of [...this.waiters]) wake();
   }
 
   /** The EventBridge/GetEvent handler. */
-  async getEvent(_request: google.protobuf.Empty, ctx: CallContext): Promise<Envelope> {
-    const next = this.queue.shift();
-    if (next) return next;
-    return new Promise<Envelope>((resolve, reject) => {
-      const taker = (envelope: Envelope) => {
-        ctx.signal.removeEventListener('abort', onAbort);
-        resolve(envelope);
+  async getEvent(request: flint.vm.v1.GetEventRequest, ctx: CallContext): Promise<flint.vm.v1.GetEventResponse.$Properties> {
+    const after = Number(request.after);
+    for (;;) {
+      const next = this.firstAfter(after);
+      if (next) return { sequence: next.sequence, envelope: next.envelope };
+      await this.nextPublish(ctx.signal);
+    }
+  }
+
+  private firstAfter(after: number): Entry | undefined {
+    // The log is ordered by sequence: the first newer entry is found by offset.
+    const first = this.log[0];
+    if (!first) return undefined;
+    return this.log[Math.max(0, after + 1 - first.sequence)];
+  }
+
+  private nextPublish(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      const wake = () => {
+        this.waiters.delete(wake);
+        signal.removeEventListener('abort', onAbort);
+        resolve();
       };
       const onAbort = () => {
-        const index = this.takers.indexOf(taker);
-        if (index >= 0) this.takers.splice(index, 1);
-        reject(ctx.signal.reason);
+        this.waiters.delete(wake);
+        reject(signal.reason);
       };
-      ctx.signal.addEventListener('abort', onAbort, { once: true });
-      this.takers.push(taker);
+      this.waiters.add(wake);
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 }

@@ -1,15 +1,16 @@
-import { rm } from 'node:fs/promises';
 import pino from 'pino';
 import yargs from 'yargs';
 import { loadConfig } from '../config/config.js';
 import { EventBridgeDescriptor, TaskDescriptor } from '../generated/index.js';
 import { Reaper } from '../sys/reaper.js';
+import { traced } from '../sys/traced.js';
 import { RuncTaskService } from '../taskapi/service.js';
 import { Server } from '../ttrpc/server.js';
 import { parseListenAddress } from '../vsock/address.js';
 import { openPortListener } from '../vsock/listener.js';
 import { AgentTaskService } from './agent-service.js';
 import { EventQueue } from './event-queue.js';
+import { removeStaleBundles } from './recover.js';
 
 /** The agent's ttrpc port, as firecracker-containerd's agent. */
 export const AGENT_PORT = 10789;
@@ -37,6 +38,7 @@ export async function agentMain(argv: readonly string[]): Promise<void> {
   const listenAddress = parseListenAddress(args.listen);
   const apiPort = listenAddress.kind === 'vsock-listen' ? listenAddress.port : AGENT_PORT;
   const { config } = loadConfig();
+  await removeStaleBundles(args.root, log);
   const events = new EventQueue();
   let stopping = false;
   let agent: AgentTaskService | undefined;
@@ -48,7 +50,6 @@ export async function agentMain(argv: readonly string[]): Promise<void> {
     listener.close();
     await agent?.deleteAll();
     server.destroy();
-    await rm(args.root, { recursive: true, force: true }).catch(() => {});
     process.exit(0);
   };
 
@@ -68,7 +69,7 @@ export async function agentMain(argv: readonly string[]): Promise<void> {
     ...(args.exitWhenEmpty ? { onEmpty: () => void stop('last task deleted') } : {}),
   });
   const server = new Server({ onError: (err) => log.debug({ err }, 'ttrpc connection error') });
-  server.register(TaskDescriptor, agent);
+  server.register(TaskDescriptor, traced(agent, log, 'task'));
   server.register(EventBridgeDescriptor, events);
   const listener = await openPortListener(listenAddress, apiPort);
   server.serve(listener);

@@ -6383,6 +6383,142 @@ export namespace flint {
                 /** Shape of an ExtraData. */
                 type $Shape = flint.vm.v1.ExtraData.$Properties;
             }
+
+            /**
+             * Properties of a GetEventRequest.
+             * @deprecated Use flint.vm.v1.GetEventRequest.$Properties instead.
+             */
+            interface IGetEventRequest extends flint.vm.v1.GetEventRequest.$Properties {
+            }
+
+            /** Represents a GetEventRequest. */
+            class GetEventRequest {
+
+                /**
+                 * Constructs a new GetEventRequest.
+                 * @param [properties] Properties to set
+                 */
+                constructor(properties?: flint.vm.v1.GetEventRequest.$Properties);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+
+                /** GetEventRequest after. */
+                after: number;
+
+                /**
+                 * Creates a new GetEventRequest instance using the specified properties.
+                 * @param [properties] Properties to set
+                 * @returns GetEventRequest instance
+                 */
+                static create(properties: flint.vm.v1.GetEventRequest.$Shape): flint.vm.v1.GetEventRequest & flint.vm.v1.GetEventRequest.$Shape;
+                static create(properties?: flint.vm.v1.GetEventRequest.$Properties): flint.vm.v1.GetEventRequest;
+
+                /**
+                 * Encodes the specified GetEventRequest message. Does not implicitly {@link flint.vm.v1.GetEventRequest.verify|verify} messages.
+                 * @param message GetEventRequest message or plain object to encode
+                 * @param [writer] Writer to encode to
+                 * @returns Writer
+                 */
+                static encode(message: flint.vm.v1.GetEventRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+                /**
+                 * Decodes a GetEventRequest message from the specified reader or buffer.
+                 * @param reader Reader or buffer to decode from
+                 * @param [length] Message length if known beforehand
+                 * @returns {flint.vm.v1.GetEventRequest & flint.vm.v1.GetEventRequest.$Shape} GetEventRequest
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): flint.vm.v1.GetEventRequest & flint.vm.v1.GetEventRequest.$Shape;
+            }
+
+            namespace GetEventRequest {
+
+                /** Properties of a GetEventRequest. */
+                interface $Properties {
+
+                    /** GetEventRequest after */
+                    after?: (number|null);
+
+                    /** Unknown fields preserved while decoding when enabled */
+                    $unknowns?: Uint8Array[];
+                }
+
+                /** Shape of a GetEventRequest. */
+                type $Shape = flint.vm.v1.GetEventRequest.$Properties;
+            }
+
+            /**
+             * Properties of a GetEventResponse.
+             * @deprecated Use flint.vm.v1.GetEventResponse.$Properties instead.
+             */
+            interface IGetEventResponse extends flint.vm.v1.GetEventResponse.$Properties {
+            }
+
+            /** Represents a GetEventResponse. */
+            class GetEventResponse {
+
+                /**
+                 * Constructs a new GetEventResponse.
+                 * @param [properties] Properties to set
+                 */
+                constructor(properties?: flint.vm.v1.GetEventResponse.$Properties);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+
+                /** GetEventResponse sequence. */
+                sequence: number;
+
+                /** GetEventResponse envelope. */
+                envelope?: (containerd.services.events.ttrpc.v1.Envelope.$Properties|null);
+
+                /**
+                 * Creates a new GetEventResponse instance using the specified properties.
+                 * @param [properties] Properties to set
+                 * @returns GetEventResponse instance
+                 */
+                static create(properties: flint.vm.v1.GetEventResponse.$Shape): flint.vm.v1.GetEventResponse & flint.vm.v1.GetEventResponse.$Shape;
+                static create(properties?: flint.vm.v1.GetEventResponse.$Properties): flint.vm.v1.GetEventResponse;
+
+                /**
+                 * Encodes the specified GetEventResponse message. Does not implicitly {@link flint.vm.v1.GetEventResponse.verify|verify} messages.
+                 * @param message GetEventResponse message or plain object to encode
+                 * @param [writer] Writer to encode to
+                 * @returns Writer
+                 */
+                static encode(message: flint.vm.v1.GetEventResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+                /**
+                 * Decodes a GetEventResponse message from the specified reader or buffer.
+                 * @param reader Reader or buffer to decode from
+                 * @param [length] Message length if known beforehand
+                 * @returns {flint.vm.v1.GetEventResponse & flint.vm.v1.GetEventResponse.$Shape} GetEventResponse
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): flint.vm.v1.GetEventResponse & flint.vm.v1.GetEventResponse.$Shape;
+            }
+
+            namespace GetEventResponse {
+
+                /** Properties of a GetEventResponse. */
+                interface $Properties {
+
+                    /** GetEventResponse sequence */
+                    sequence?: (number|null);
+
+                    /** GetEventResponse envelope */
+                    envelope?: (containerd.services.events.ttrpc.v1.Envelope.$Properties|null);
+
+                    /** Unknown fields preserved while decoding when enabled */
+                    $unknowns?: Uint8Array[];
+                }
+
+                /** Shape of a GetEventResponse. */
+                type $Shape = flint.vm.v1.GetEventResponse.$Properties;
+            }
         }
     }
 }

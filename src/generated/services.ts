@@ -4,7 +4,7 @@
 import type { Client } from '../ttrpc/client.js';
 import type { CallContext, CallOptions } from '../ttrpc/context.js';
 import type { MessageType, MethodDescriptor, ServiceDescriptor } from '../ttrpc/descriptor.js';
-import { containerd, google } from './protos.js';
+import { containerd, flint, google } from './protos.js';
 
 function method<Req, Res>(
   name: string,
@@ -193,15 +193,15 @@ export class TaskClient {
 
 /** Handlers for flint.vm.v1.EventBridge; the ttrpc server decodes each request and encodes the result. */
 export interface EventBridgeService {
-  /** Blocks until the agent has an event, then returns the oldest one. */
-  getEvent(request: google.protobuf.Empty, ctx: CallContext): Promise<containerd.services.events.ttrpc.v1.Envelope.$Properties>;
+  /** Blocks until the agent has an event newer than `after`, then returns it. */
+  getEvent(request: flint.vm.v1.GetEventRequest, ctx: CallContext): Promise<flint.vm.v1.GetEventResponse.$Properties>;
 }
 
 /** Wire description of flint.vm.v1.EventBridge, for the ttrpc server and client. */
 export const EventBridgeDescriptor = {
   name: 'flint.vm.v1.EventBridge',
   methods: {
-    GetEvent: method<google.protobuf.Empty.$Properties, containerd.services.events.ttrpc.v1.Envelope>('GetEvent', 'getEvent', google.protobuf.Empty, containerd.services.events.ttrpc.v1.Envelope),
+    GetEvent: method<flint.vm.v1.GetEventRequest.$Properties, flint.vm.v1.GetEventResponse>('GetEvent', 'getEvent', flint.vm.v1.GetEventRequest, flint.vm.v1.GetEventResponse),
   },
 } as const satisfies ServiceDescriptor;
 
@@ -209,8 +209,8 @@ export const EventBridgeDescriptor = {
 export class EventBridgeClient {
   constructor(private readonly client: Client) {}
 
-  /** Blocks until the agent has an event, then returns the oldest one. */
-  getEvent(request: google.protobuf.Empty.$Properties, options?: CallOptions): Promise<containerd.services.events.ttrpc.v1.Envelope> {
+  /** Blocks until the agent has an event newer than `after`, then returns it. */
+  getEvent(request: flint.vm.v1.GetEventRequest.$Properties, options?: CallOptions): Promise<flint.vm.v1.GetEventResponse> {
     return this.client.call(EventBridgeDescriptor.name, EventBridgeDescriptor.methods.GetEvent, request, options);
   }
 }

@@ -4,11 +4,13 @@ import type { FlintConfig } from '../config/config.js';
 export const GROUP_ANNOTATIONS = ['io.containerd.runc.v2.group', 'io.kubernetes.cri.sandbox-id'];
 
 /**
- * Which shim server a container belongs to. "sandbox": the first group
- * annotation present, else the container's own id. "namespace": one server
- * for the whole namespace.
+ * Which shim server a container belongs to. In VM mode, the agent's: one
+ * shim serves one agent (one VM), as in firecracker-containerd. Otherwise
+ * "sandbox": the first group annotation present, else the container's own
+ * id; "namespace": one server for the whole namespace.
  */
 export function shimGroup(config: FlintConfig, id: string, annotations: Readonly<Record<string, string>> | undefined): string {
+  if (config.mode === 'vm') return `vm:${config.agent.address}`;
   if (config.group === 'namespace') return '';
   for (const key of GROUP_ANNOTATIONS) {
     const value = annotations?.[key];

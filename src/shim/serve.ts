@@ -6,6 +6,7 @@ import { loadConfig, type FlintConfig } from '../config/config.js';
 import { TaskDescriptor, type TaskService } from '../generated/index.js';
 import { peerCred } from '../native/peercred.js';
 import { Reaper } from '../sys/reaper.js';
+import { traced } from '../sys/traced.js';
 import type { EventPublisher } from '../taskapi/events.js';
 import { RuncTaskService } from '../taskapi/service.js';
 import { VmTaskService } from '../vm/vm-task-service.js';
@@ -43,13 +44,16 @@ export async function serveShim(args: ShimArgs): Promise<void> {
     if (args.socket) rmSync(socketPath(args.socket), { force: true });
     await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 1_000))]);
     server.destroy();
+    // Stop taking events (VM mode) before the publisher drains what it has.
+    closeService();
     await publisher.close(PUBLISHER_DRAIN_MS);
     log.flush();
     process.exit(0);
   };
 
-  const service: TaskService = createService(config, { args, reaper, publisher, log, onShutdown: () => void shutdown('shutdown requested') });
-  server.register(TaskDescriptor, service);
+  const service = createService(config, { args, reaper, publisher, log, onShutdown: () => void shutdown('shutdown requested') });
+  const closeService = () => (service instanceof VmTaskService ? service.close() : undefined);
+  server.register(TaskDescriptor, traced(service, log, 'task'));
 
   const listener = net.createServer();
   listener.listen({ fd: LISTENER_FD });
@@ -72,6 +76,7 @@ interface ServiceDeps {
 function createService(config: FlintConfig, deps: ServiceDeps): TaskService {
   if (config.mode === 'vm') {
     return new VmTaskService({
+      namespace: deps.args.namespace,
       address: config.agent.address,
       dialTimeoutMs: config.agent.dialTimeoutMs,
       events: deps.publisher,

@@ -11,6 +11,7 @@ import { isAgentOnlyIO } from './agent-only-io.js';
 import { AgentConnection } from './agent-connection.js';
 import { wrapExtraData } from './extra-data.js';
 import { HostStdio } from './host-stdio.js';
+import { eventContainerId } from './event-owner.js';
 import { PortAllocator } from './port-allocator.js';
 
 type Empty = google.protobuf.Empty.$Properties;
@@ -31,6 +32,11 @@ interface HostProcess {
 }
 
 export interface VmTaskServiceOptions {
+  /**
+   * The shim's -namespace. containerd 1.6 sets the ttrpc namespace header on
+   * only some calls, so like the runc shim this is the default.
+   */
+  readonly namespace: string;
   /** The agent's dial address: vsock://CID:PORT or hvsock://PATH:PORT. */
   readonly address: string;
   readonly dialTimeoutMs: number;
@@ -52,7 +58,10 @@ export class VmTaskService implements TaskService {
   private readonly agent: AgentConnection;
   private readonly ports = new PortAllocator();
   private readonly processes = new Map<string, HostProcess>();
+  /** "<namespace>/<container id>" of the containers whose events this shim republishes. */
+  private readonly owned = new Set<string>();
   private relaying = false;
+  private closed = false;
 
   constructor(private readonly options: VmTaskServiceOptions) {
     this.agent = new AgentConnection(options.address, options.dialTimeoutMs, options.log);
@@ -65,6 +74,7 @@ export class VmTaskService implements TaskService {
 
   async create(request: containerd.task.v2.CreateTaskRequest, ctx: CallContext): Promise<containerd.task.v2.CreateTaskResponse.$Properties> {
     const task = await this.agent.task();
+    this.owned.add(`${this.namespace(ctx)}/${request.id}`);
     this.relayEvents();
     const spec = await readFile(join(request.bundle, 'config.json'));
     const paths = { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal };
@@ -79,6 +89,7 @@ export class VmTaskService implements TaskService {
       return response;
     } catch (err) {
       stdio.host?.close();
+      this.owned.delete(`${this.namespace(ctx)}/${request.id}`);
       throw err;
     }
   }
@@ -203,6 +214,7 @@ export class VmTaskService implements TaskService {
   }
 
   close(): void {
+    this.closed = true;
     for (const process of this.processes.values()) process.stdio?.close();
     this.agent.close();
   }
@@ -217,20 +229,31 @@ export class VmTaskService implements TaskService {
     this.processes.set(this.key(ctx, id, execId), { namespace: this.namespace(ctx), id, execId, stdio, paths, pid, lostExit: undefined, lostWaiters: [] });
   }
 
-  /** Republishes the agent's events to containerd, one long-poll at a time, in order. */
+  /**
+   * Republishes the agent's events to containerd, in order. Several shims
+   * may follow one agent (one per namespace, or an old one still exiting):
+   * each republishes only the events of the containers it serves, which it
+   * claims before asking the agent to create them.
+   */
   private relayEvents(): void {
     if (this.relaying) return;
     this.relaying = true;
     void (async () => {
       const bridge = await this.agent.events();
-      while (!this.agent.isLost) {
+      let after = 0;
+      while (!this.agent.isLost && !this.closed) {
         try {
-          const envelope = await bridge.getEvent({});
-          const event = envelope.event;
-          if (!event?.typeUrl) continue;
-          this.options.events.publish(envelope.namespace, { topic: envelope.topic, typeUrl: event.typeUrl, value: event.value ?? new Uint8Array() });
+          const { sequence, envelope } = await bridge.getEvent({ after });
+          after = Number(sequence);
+          const event = envelope?.event;
+          if (!envelope || !event?.typeUrl) continue;
+          const value = event.value ?? new Uint8Array();
+          const owner = eventContainerId(event.typeUrl, value);
+          if (owner === undefined || !this.owned.has(`${envelope.namespace}/${owner}`)) continue;
+          this.options.events.publish(envelope.namespace ?? '', { topic: envelope.topic ?? '', typeUrl: event.typeUrl, value });
+          if (envelope.topic === '/tasks/delete') this.owned.delete(`${envelope.namespace}/${owner}`);
         } catch (err) {
-          if (!this.agent.isLost) this.options.log.warn({ err }, 'event relay failed');
+          if (!this.agent.isLost && !this.closed) this.options.log.warn({ err }, 'event relay failed');
           return;
         }
       }
@@ -260,7 +283,7 @@ export class VmTaskService implements TaskService {
   }
 
   private namespace(ctx: CallContext): string {
-    return ctx.metadata.getFirst(NAMESPACE_KEY) || 'default';
+    return ctx.metadata.getFirst(NAMESPACE_KEY) || this.options.namespace;
   }
 
   private key(ctx: CallContext, id: string, execId: string): string {

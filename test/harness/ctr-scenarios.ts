@@ -1,0 +1,266 @@
+import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Test } from 'tap';
+import { CONTAINER_PATH } from './busybox.js';
+import { busyboxImage, busyboxRootfs } from './busybox.js';
+import type { Containerd } from './containerd.js';
+import { RUNTIMES, runRm, type RuntimeName } from './scenario.js';
+
+/**
+ * The ctr scenarios every flint mode must pass. Each runs under the
+ * reference runtime (containerd-shim-runc-v2) and under flint, and the
+ * observations must match: the Go shim is the oracle. `c` is a private
+ * containerd whose environment decides flint's mode (FLINT_CONFIG).
+ */
+export function defineCtrScenarios(t: Test, c: Containerd): void {
+  const RUNTIME_NAMES: RuntimeName[] = ['runc', 'flint'];
+
+  /** Runs `observe` under both runtimes and checks flint saw what runc saw. */
+  async function compare<T>(t: Test, name: string, observe: (runtime: RuntimeName) => Promise<T>): Promise<T> {
+    const seen: Partial<Record<RuntimeName, T>> = {};
+    for (const runtime of RUNTIME_NAMES) seen[runtime] = await observe(runtime);
+    t.same(seen.flint, seen.runc, `${name}: flint behaves like containerd-shim-runc-v2`);
+    return seen.flint as T;
+  }
+
+  type CtrResult = Awaited<ReturnType<Containerd['ctr']>>;
+
+  async function ctr(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<CtrResult> {
+    return c.ctr(args, { timeoutMs: opts.timeoutMs ?? 30_000, ...(opts.input !== undefined ? { input: opts.input } : {}) });
+  }
+
+  async function runDetached(runtime: RuntimeName, id: string, cmd: string[], flags: string[] = []): Promise<void> {
+    const r = await ctr(['run', '-d', '--runtime', RUNTIMES[runtime], '--fifo-dir', c.fifoDir, '--env', CONTAINER_PATH, ...flags, '--rootfs', busyboxRootfs(c), id, ...cmd]);
+    if (r.code !== 0) throw new Error(`ctr run -d ${id}: ${r.stderr}`);
+  }
+
+  async function removeContainer(id: string): Promise<void> {
+    await ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+    await ctr(['task', 'delete', '-f', id]);
+    await ctr(['container', 'delete', id]);
+  }
+
+  t.test('run --rm: exit code, stdout and stderr kept apart', async (t) => {
+    const seen = await compare(t, 'exit and streams', async (runtime) => {
+      const r = await runRm(c, runtime, ['sh', '-c', 'echo out; echo err >&2; exit 3']);
+      return { code: r.code, stdout: r.stdout.toString(), stderr: r.stderr };
+    });
+    t.same(seen, { code: 3, stdout: 'out\n', stderr: 'err\n' });
+  });
+
+  t.test('a signal death reports 128+signal', async (t) => {
+    const seen = await compare(t, 'signal exit', async (runtime) => {
+      const id = c.newId(`sig-${runtime}`);
+      const run = runRm(c, runtime, ['sleep', '1000'], { id, timeoutMs: 30_000 });
+      for (let i = 0; i < 200 && !(await ctr(['task', 'ls'])).stdout.toString().includes(id); i++) await sleep(50);
+      await ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+      return (await run).code;
+    });
+    t.equal(seen, 137);
+  });
+
+  t.test('piped stdin reaches the container, then EOF', async (t) => {
+    const seen = await compare(t, 'stdin', async (runtime) => {
+      const r = await runRm(c, runtime, ['sh', '-c', 'wc -c; cat'], { input: 'twelve bytes', timeoutMs: 15_000 });
+      return { code: r.code, stdout: r.stdout.toString().trim(), timedOut: r.timedOut };
+    });
+    t.same(seen, { code: 0, stdout: '12', timedOut: false });
+  });
+
+  t.test('50 MB of stdout arrive intact', async (t) => {
+    // seq 1 6500000 writes 50,888,895 bytes; its digest is computed here too.
+    let expected = '';
+    for (let i = 1; i <= 6_500_000; i++) expected += `${i}\n`;
+    const digest = createHash('sha256').update(expected).digest('hex');
+    const seen = await compare(t, '50 MB stdout', async (runtime) => {
+      const r = await runRm(c, runtime, ['seq', '1', '6500000'], { timeoutMs: 120_000 });
+      return { code: r.code, bytes: r.stdout.length, sha256: createHash('sha256').update(r.stdout).digest('hex') };
+    });
+    t.same(seen, { code: 0, bytes: Buffer.byteLength(expected), sha256: digest });
+  });
+
+  t.test('run -d, exec, ps, pause/resume, kill, task rm', async (t) => {
+    await compare(t, 'detached lifecycle', async (runtime) => {
+      const id = c.newId(`life-${runtime}`);
+      await runDetached(runtime, id, ['sleep', '1000']);
+      try {
+        const exec = await ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'e1', id, 'sh', '-c', 'echo in-exec; exit 5']);
+        const ps = await ctr(['task', 'ps', id]);
+        const pause = await ctr(['task', 'pause', id]);
+        const paused = await ctr(['task', 'ls']);
+        const resume = await ctr(['task', 'resume', id]);
+        const running = await ctr(['task', 'ls']);
+        const kill = await ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+        let stopped = '';
+        for (let i = 0; i < 100 && !/STOPPED/.test(stopped); i++) {
+          stopped = (await ctr(['task', 'ls'])).stdout.toString().split('\n').find((l) => l.startsWith(id)) ?? '';
+          await sleep(50);
+        }
+        const rm = await ctr(['task', 'rm', id]);
+        const status = (out: string) => out.split('\n').find((l) => l.startsWith(id))?.trim().split(/\s+/)[2];
+        return {
+          exec: { code: exec.code, stdout: exec.stdout.toString() },
+          psLines: ps.stdout.toString().trim().split('\n').length,
+          pause: pause.code,
+          pausedStatus: status(paused.stdout.toString()),
+          resume: resume.code,
+          runningStatus: status(running.stdout.toString()),
+          kill: kill.code,
+          stoppedStatus: stopped.trim().split(/\s+/)[2],
+          rm: { code: rm.code, stdout: rm.stdout.toString() },
+        };
+      } finally {
+        await removeContainer(id);
+      }
+    }).then((seen) => {
+      t.same(seen.exec, { code: 5, stdout: 'in-exec\n' });
+      t.equal(seen.psLines, 2, 'ps lists a header and the one process');
+      t.equal(seen.pausedStatus, 'PAUSED');
+      t.equal(seen.runningStatus, 'RUNNING');
+      t.equal(seen.stoppedStatus, 'STOPPED');
+      t.equal(seen.rm.code, 0, 'task rm succeeds');
+    });
+  });
+
+  t.test('exec of a duplicate id fails, the first one unaffected', async (t) => {
+    await compare(t, 'duplicate exec', async (runtime) => {
+      const id = c.newId(`dup-${runtime}`);
+      await runDetached(runtime, id, ['sleep', '1000']);
+      try {
+        const first = ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'same', id, 'sleep', '2']);
+        await sleep(500);
+        const second = await ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'same', id, 'true']);
+        const firstResult = await first;
+        return { first: firstResult.code, second: second.code, secondError: /already exists/.test(second.stderr) };
+      } finally {
+        await removeContainer(id);
+      }
+    });
+  });
+
+  t.test('an image-based run mounts the overlay rootfs', async (t) => {
+    await busyboxImage(c);
+    const seen = await compare(t, 'image run', async (runtime) => {
+      const r = await runRm(c, runtime, ['sh', '-c', 'cat /proc/mounts | grep -c " / overlay"; echo ok > /tmp/x; cat /tmp/x'], { image: true });
+      return { code: r.code, stdout: r.stdout.toString(), stderr: r.stderr };
+    });
+    t.same(seen, { code: 0, stdout: '1\nok\n', stderr: '' });
+  });
+
+  /** Runs ctr under a pseudo-terminal (util-linux `script`), as `-t` needs one. */
+  function ctrWithTty(args: string[], input: string): Promise<{ code: number; output: string }> {
+    const [verb, ...rest] = args;
+    const command = ['/usr/bin/ctr', '--address', c.address, '-n', c.namespace, verb!, ...(verb === 'run' ? ['--env', CONTAINER_PATH] : []), ...rest].map((a) => `'${a}'`).join(' ');
+    return new Promise((resolve, reject) => {
+      const child = spawn('script', ['-qec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? -1, output });
+      });
+      setTimeout(() => child.stdin.end(input), 500);
+    });
+  }
+
+  t.test('-t gives the process a terminal, for run and for exec', async (t) => {
+    const seen = await compare(t, 'tty', async (runtime) => {
+      const id = c.newId(`tty-${runtime}`);
+      const run = await ctrWithTty(['run', '--rm', '-t', '--runtime', RUNTIMES[runtime], '--fifo-dir', c.fifoDir, '--rootfs', busyboxRootfs(c), id, 'sh', '-c', 'tty; exit 7'], '');
+      const execId = c.newId(`ttyx-${runtime}`);
+      await runDetached(runtime, execId, ['sleep', '1000']);
+      try {
+        const exec = await ctrWithTty(['task', 'exec', '-t', '--fifo-dir', c.fifoDir, '--exec-id', 'x1', execId, 'sh', '-c', 'test -t 0 && echo is-a-tty; exit 6'], '');
+        return { run: { code: run.code, tty: /\/dev\/pts\/\d+|\/dev\/console/.test(run.output) }, exec: { code: exec.code, tty: /is-a-tty/.test(exec.output) } };
+      } finally {
+        await removeContainer(execId);
+      }
+    });
+    t.same(seen, { run: { code: 7, tty: true }, exec: { code: 6, tty: true } });
+  });
+
+  /** The task topics `ctr events` shows while `action` runs, for container `id`. */
+  async function topicsDuring(id: string, action: () => Promise<unknown>): Promise<string[]> {
+    const events = spawn('/usr/bin/ctr', ['--address', c.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let text = '';
+    events.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    await sleep(300);
+    try {
+      await action();
+      await sleep(1_000);
+    } finally {
+      events.kill('SIGTERM');
+    }
+    return text
+      .split('\n')
+      .filter((line) => line.includes(c.namespace) && line.includes(id))
+      .map((line) => /\s(\/tasks\/[a-z-]+)\s/.exec(line)?.[1])
+      .filter((topic): topic is string => topic !== undefined);
+  }
+
+  t.test('events arrive in order: create, start, exec-added, exec-started, exit, delete', async (t) => {
+    const seen = await compare(t, 'event order', async (runtime) => {
+      const id = c.newId(`ev-${runtime}`);
+      return topicsDuring(id, async () => {
+        await runDetached(runtime, id, ['sleep', '1000']);
+        await ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'ex', id, 'true']);
+        await ctr(['task', 'pause', id]);
+        await ctr(['task', 'resume', id]);
+        await removeContainer(id);
+      });
+    });
+    t.same(seen, [
+      '/tasks/create',
+      '/tasks/start',
+      '/tasks/exec-added',
+      '/tasks/exec-started',
+      '/tasks/exit',
+      '/tasks/paused',
+      '/tasks/resumed',
+      '/tasks/exit',
+      '/tasks/delete',
+    ]);
+  });
+
+  t.test('task metrics reports cgroup stats', async (t) => {
+    const seen = await compare(t, 'metrics', async (runtime) => {
+      const id = c.newId(`met-${runtime}`);
+      await runDetached(runtime, id, ['sleep', '1000'], ['--memory-limit', '67108864']);
+      try {
+        const r = await ctr(['task', 'metrics', '--format', 'json', id]);
+        const metrics = JSON.parse(r.stdout.toString()) as { memory?: { usage?: { limit?: number } }; pids?: { current?: number } };
+        return { code: r.code, limit: metrics.memory?.usage?.limit, pids: metrics.pids?.current };
+      } finally {
+        await removeContainer(id);
+      }
+    });
+    t.same(seen, { code: 0, limit: 67108864, pids: 1 });
+  });
+
+  t.test('an OOM kill under --memory-limit publishes /tasks/oom', async (t) => {
+    const seen = await compare(t, 'oom', async (runtime) => {
+      const id = c.newId(`oom-${runtime}`);
+      const topics = await topicsDuring(id, async () => {
+        await runRm(c, runtime, ['sh', '-c', 'x=$(head -c 50000000 /dev/zero | tr "\\0" a); echo never'], {
+          id,
+          flags: ['--memory-limit', '16777216'],
+          timeoutMs: 60_000,
+        });
+      });
+      return { oom: topics.includes('/tasks/oom') };
+    });
+    t.same(seen, { oom: true });
+  });
+
+  t.test('a create that fails gives runc\'s error and leaves nothing', async (t) => {
+    const seen = await compare(t, 'failed create', async (runtime) => {
+      const r = await runRm(c, runtime, ['/no/such/binary']);
+      return { failed: r.code !== 0, mentionsBinary: /no\/such\/binary/.test(r.stderr) && /executable file not found|no such file/.test(r.stderr) };
+    });
+    t.same(seen, { failed: true, mentionsBinary: true });
+  });
+}
