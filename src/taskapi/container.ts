@@ -1,6 +1,6 @@
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readSpec } from '../bundle/spec.js';
+import { readSpec, type OciSpec } from '../bundle/spec.js';
 import { mountAll, unmountAll } from '../bundle/mount.js';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errdefs/errors.js';
 import type { containerd } from '../generated/index.js';
@@ -49,12 +49,15 @@ export class Container {
   readonly init: InitProcess;
   private readonly execs = new Map<string, ExecProcess>();
   private readonly oom: OomWatcher;
+  /** The kill of what the init left behind (see onInitExit); Delete waits for it. */
+  private killAll: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly ctx: ProcessContext,
     readonly rootfs: readonly containerd.types.IMount[],
     private readonly cleanup: CleanupStack,
     stdio: StdioPaths,
+    private readonly killAllOnExit: boolean,
   ) {
     this.init = new InitProcess(ctx, stdio);
     this.oom = new OomWatcher(() => ctx.events.publish(taskEvents.oom(ctx.containerId)));
@@ -96,8 +99,10 @@ export class Container {
         cleanup.push('rootfs mounts', () => unmountAll(rootfs));
         await mountAll(request.rootfs.map(toMount), rootfs);
       }
-      const container = new Container(ctx, request.rootfs, cleanup, { ...request.stdio, terminal });
+      const container = new Container(ctx, request.rootfs, cleanup, { ...request.stdio, terminal }, !hasOwnPidNamespace(spec));
       await container.init.create(cleanup, { noPivot: request.runc.noPivotRoot, noNewKeyring: request.runc.noNewKeyring }, (exit) => container.onInitExit(exit));
+      // Watched from Create, so an OOM right after Start is counted from a baseline taken before it.
+      container.oom.watch(container.init.pid);
       return container;
     } catch (err) {
       return cleanup.unwind(err);
@@ -121,11 +126,7 @@ export class Container {
   }
 
   async start(execId: string): Promise<number> {
-    if (!execId) {
-      const pid = await this.init.start();
-      this.oom.watch(pid);
-      return pid;
-    }
+    if (!execId) return this.init.start();
     const exec = this.process(execId) as ExecProcess;
     return exec.start((exit) => this.ctx.events.publish(taskEvents.exit(this.id, execId, exit)));
   }
@@ -138,6 +139,7 @@ export class Container {
       this.execs.delete(execId);
       return exec.exit;
     }
+    await this.killAll;
     await this.init.delete();
     this.oom.close();
     for (const exec of this.execs.values()) await exec.delete().catch(() => {});
@@ -157,6 +159,9 @@ export class Container {
 
   private onInitExit(exit: ExitStatus): void {
     this.oom.close();
+    // Without its own pid namespace nothing kills the init's fellow processes
+    // when it dies; the runc shim kills them (ShouldKillAllOnExit), so do we.
+    if (this.killAllOnExit) this.killAll = this.ctx.runc.kill(this.id, 'KILL', { all: true }).catch(() => {});
     this.ctx.events.publish(taskEvents.exit(this.id, this.id, exit));
   }
 }
@@ -169,6 +174,11 @@ async function assertBundle(bundle: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`bundle ${bundle} does not exist`);
     throw err;
   }
+}
+
+/** True when the spec gives the container a pid namespace of its own (a new one, not a joined path). */
+function hasOwnPidNamespace(spec: OciSpec): boolean {
+  return spec.linux?.namespaces?.some((ns) => ns.type === 'pid' && !ns.path) ?? false;
 }
 
 function toMount(mount: containerd.types.IMount): { type: string; source: string; options: string[] } {

@@ -27,6 +27,10 @@ export class OomWatcher {
     }
   }
 
+  /**
+   * Stops watching. The container's exit can be handled before the kernel's
+   * notification is read, so the counter is read one last time first.
+   */
   close(): void {
     this.stopWatching?.();
     this.stopWatching = undefined;
@@ -64,6 +68,8 @@ export class OomWatcher {
     poller.unref();
     return () => {
       poller.close();
+      const now = oomKillCount(join(dir, 'memory.oom_control'));
+      if (now !== undefined && now > (kills ?? 0)) this.onOom();
       closeSync(efd);
       closeSync(control);
     };
@@ -81,7 +87,11 @@ export class OomWatcher {
       kills = now;
     }, 500);
     timer.unref();
-    return () => clearInterval(timer);
+    return () => {
+      clearInterval(timer);
+      const now = memoryEventCount(events, 'oom_kill');
+      if (now !== undefined && now > kills) this.onOom();
+    };
   }
 }
 
