@@ -16,6 +16,7 @@ native: setup
 
 build: setup
 	npx tsc -p tsconfig.json
+	node scripts/bundle.mjs
 
 proto:
 	bash scripts/gen-proto.sh

@@ -1,11 +1,26 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-/** The package version, read once from package.json next to dist/. */
+/** Set by scripts/bundle.mjs to the git revision the bundle was built from. */
+declare const __FLINT_REVISION__: string | undefined;
+
+/** The package version, from the package.json above this file (dist/ or dist/bundle/). */
 export function flintVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, 'package.json');
+    if (existsSync(candidate)) {
+      const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'flint' && pkg.version) return pkg.version;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return 'unknown';
+    dir = parent;
+  }
 }
 
 export function versionText(binary: string): string {
-  return [`${binary}:`, `  Version:  ${flintVersion()}`, `  Runtime:  io.containerd.flint.v2`, `  Node.js:  ${process.version}`, ''].join('\n');
+  const revision = typeof __FLINT_REVISION__ === 'string' && __FLINT_REVISION__ ? __FLINT_REVISION__ : 'unknown';
+  return [`${binary}:`, `  Version:  ${flintVersion()}`, `  Revision: ${revision}`, `  Runtime:  io.containerd.flint.v2`, `  Node.js:  ${process.version}`, ''].join('\n');
 }
