@@ -224,8 +224,8 @@ t.test('service descriptors', async (t) => {
 
   t.equal(EventBridgeDescriptor.name, 'flint.vm.v1.EventBridge');
   t.equal(EventBridgeDescriptor.methods.GetEvent.handler, 'getEvent');
-  t.equal(EventBridgeDescriptor.methods.GetEvent.requestType, google.protobuf.Empty);
-  t.equal(EventBridgeDescriptor.methods.GetEvent.responseType, containerd.services.events.ttrpc.v1.Envelope);
+  t.equal(EventBridgeDescriptor.methods.GetEvent.requestType, flint.vm.v1.GetEventRequest);
+  t.equal(EventBridgeDescriptor.methods.GetEvent.responseType, flint.vm.v1.GetEventResponse);
 });
 
 t.test('clients make one call per method with the right descriptor', async (t) => {
@@ -245,9 +245,9 @@ t.test('clients make one call per method with the right descriptor', async (t) =
   t.equal(calls[1]?.method, 'CloseIO');
 
   const bridge = new EventBridgeClient(fake as unknown as ConstructorParameters<typeof EventBridgeClient>[0]);
-  const env = await bridge.getEvent({});
-  t.equal(env.topic, '');
-  t.same(calls[2], { service: 'flint.vm.v1.EventBridge', method: 'GetEvent', request: {}, options: undefined });
+  const event = await bridge.getEvent({ after: 7 });
+  t.equal(Number(event.sequence), 0);
+  t.same(calls[2], { service: 'flint.vm.v1.EventBridge', method: 'GetEvent', request: { after: 7 }, options: undefined });
 });
 
 t.test('a handler typed by the generated interface serves through the descriptor', async (t) => {

@@ -42,12 +42,13 @@ export interface LoadedConfig {
  * Finds and reads the configuration: the runtime options' config_path,
  * else $FLINT_CONFIG, else /etc/flint/config.json, else the defaults. An
  * explicitly named file must exist; the well-known path may be absent.
+ * `defaultPath` replaces the well-known path (tests use it).
  */
-export function loadConfig(configPath?: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+export function loadConfig(configPath?: string, env: NodeJS.ProcessEnv = process.env, defaultPath: string = DEFAULT_CONFIG_PATH): LoadedConfig {
   const explicit = configPath || env.FLINT_CONFIG;
   if (explicit) return { config: readConfigFile(explicit, true)!, path: explicit };
-  const fromDefault = readConfigFile(DEFAULT_CONFIG_PATH, false);
-  return fromDefault ? { config: fromDefault, path: DEFAULT_CONFIG_PATH } : { config: DEFAULT_CONFIG, path: undefined };
+  const fromDefault = readConfigFile(defaultPath, false);
+  return fromDefault ? { config: fromDefault, path: defaultPath } : { config: DEFAULT_CONFIG, path: undefined };
 }
 
 function readConfigFile(path: string, mustExist: boolean): FlintConfig | undefined {
@@ -74,9 +75,10 @@ export function parseConfig(json: unknown, source: string): FlintConfig {
   };
   const root = objectAt(json, '', fail);
   checkKeys(root, ['mode', 'group', 'runc', 'logLevel', 'agent'], '', fail);
-  const runc = objectAt(root.runc ?? {}, 'runc', fail);
+  // Only an absent section means the defaults; `null` is a wrong type like any other.
+  const runc = objectAt(root.runc === undefined ? {} : root.runc, 'runc', fail);
   checkKeys(runc, ['binary', 'root', 'systemdCgroup'], 'runc.', fail);
-  const agent = objectAt(root.agent ?? {}, 'agent', fail);
+  const agent = objectAt(root.agent === undefined ? {} : root.agent, 'agent', fail);
   checkKeys(agent, ['address', 'dialTimeoutMs'], 'agent.', fail);
 
   const config: FlintConfig = {

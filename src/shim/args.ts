@@ -21,15 +21,16 @@ export interface ShimArgs {
  */
 export function parseShimArgs(argv: readonly string[]): ShimArgs {
   const parsed = yargs([...argv])
-    .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': true, 'strip-dashed': true })
+    // Go's flag package: a repeated flag keeps its last value, never a list.
+    .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': true, 'strip-dashed': true, 'duplicate-arguments-array': false })
     .scriptName('containerd-shim-flint-v2')
     .usage('$0 [flags] [start|delete]')
-    .option('namespace', { type: 'string', default: '', describe: 'namespace that owns the shim' })
-    .option('id', { type: 'string', default: '', describe: 'id of the task' })
-    .option('address', { type: 'string', default: '', describe: 'grpc address of containerd' })
-    .option('publish-binary', { type: 'string', default: '', describe: 'path to publish binary (used for publishing events)' })
-    .option('bundle', { type: 'string', default: '', describe: 'path to the bundle if not workdir' })
-    .option('socket', { type: 'string', default: '', describe: 'socket path to serve' })
+    .option('namespace', { type: 'string', default: '', requiresArg: true, describe: 'namespace that owns the shim' })
+    .option('id', { type: 'string', default: '', requiresArg: true, describe: 'id of the task' })
+    .option('address', { type: 'string', default: '', requiresArg: true, describe: 'grpc address of containerd' })
+    .option('publish-binary', { type: 'string', default: '', requiresArg: true, describe: 'path to publish binary (used for publishing events)' })
+    .option('bundle', { type: 'string', default: '', requiresArg: true, describe: 'path to the bundle if not workdir' })
+    .option('socket', { type: 'string', default: '', requiresArg: true, describe: 'socket path to serve' })
     .option('debug', { type: 'boolean', default: false, describe: 'enable debug output in logs' })
     .option('v', { type: 'boolean', default: false, describe: 'show the shim version and exit' })
     .version(false)

@@ -24,11 +24,12 @@ export function parseStdio(paths: StdioPaths): StdioTarget {
   const scheme = schemeOf(paths.stdout);
   if (scheme === 'file' || scheme === 'binary') {
     const url = parseUrl(paths.stdout);
-    if (!url.pathname) throw new InvalidArgumentError(`stdout ${JSON.stringify(paths.stdout)}: ${scheme} URI has no path`);
-    if (scheme === 'file') return { kind: 'file', path: decodeURIComponent(url.pathname) };
+    // WHATWG URLs give file:// the path "/": that is no file either.
+    if (!url.pathname || url.pathname === '/') throw new InvalidArgumentError(`stdout ${JSON.stringify(paths.stdout)}: ${scheme} URI has no path`);
+    if (scheme === 'file') return { kind: 'file', path: decodePath(url, paths.stdout) };
     const args: string[] = [];
     for (const [key, value] of url.searchParams) args.push(key, value);
-    return { kind: 'binary', path: decodeURIComponent(url.pathname), args };
+    return { kind: 'binary', path: decodePath(url, paths.stdout), args };
   }
   return { kind: 'fifo', stdin: fifoPath(paths.stdin), stdout: fifoPath(paths.stdout), stderr: fifoPath(paths.stderr) };
 }
@@ -46,9 +47,18 @@ function parseUrl(value: string): URL {
   }
 }
 
+// decodeURIComponent throws a plain URIError on a stray '%'; the caller sent it.
+function decodePath(url: URL, value: string): string {
+  try {
+    return decodeURIComponent(url.pathname);
+  } catch {
+    throw new InvalidArgumentError(`invalid stdio URI ${JSON.stringify(value)}: bad percent-encoding in its path`);
+  }
+}
+
 function fifoPath(value: string): string {
   const scheme = schemeOf(value);
   if (scheme === '') return value;
-  if (scheme === 'fifo') return decodeURIComponent(parseUrl(value).pathname);
+  if (scheme === 'fifo') return decodePath(parseUrl(value), value);
   throw new InvalidArgumentError(`unsupported stdio scheme ${JSON.stringify(scheme)} in ${JSON.stringify(value)}`);
 }

@@ -1,0 +1,925 @@
+import t, { type Test } from 'tap';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync, type Dirent } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DEFAULT_CONFIG, loadConfig } from '../src/config/config.js';
+import { containerd, TaskClient, TaskDescriptor } from '../src/generated/index.js';
+import { Reaper, zombieChildren } from '../src/sys/reaper.js';
+import type { EventPublisher, TaskEvent } from '../src/taskapi/events.js';
+import { RuncTaskService } from '../src/taskapi/service.js';
+import { Client, Code, Metadata, NAMESPACE_KEY, RpcError, Server } from '../src/ttrpc/index.js';
+import { mountsUnder } from './harness/procfs.js';
+
+/**
+ * RuncTaskService end to end over a real ttrpc Server/Client pair on a unix
+ * socket, with real runc and busybox bundles. runc's state lives under a
+ * private root in the temp dir; stdio is FIFOs made here and read here.
+ * Every child of this process goes through the reaper (or is spawned
+ * synchronously), so the reaper's stray scan never takes a status libuv wants.
+ */
+
+const NS = 'flint-task-test';
+const STATUS = containerd.v1.types.Status;
+const OCI_PROCESS_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
+const OCI_RESOURCES_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
+const GO_ZERO_TIME_SECONDS = -62135596800;
+const APPLETS = ['sh', 'sleep', 'true', 'cat', 'echo'];
+
+const tmp = mkdtempSync(join(tmpdir(), 'flint-task-'));
+const runcRoot = join(tmp, 'runc');
+const socketPath = join(tmp, 'task.sock');
+const tmpdirBefore = new Set(readdirSync(tmpdir()));
+const reaper = Reaper.get();
+
+/** (namespace, topic, event) in publish order. */
+const events: { namespace: string; topic: string; event: TaskEvent }[] = [];
+const recorder: EventPublisher = { publish: (namespace, event) => void events.push({ namespace, topic: event.topic, event }) };
+
+const service = new RuncTaskService({
+  namespace: NS,
+  events: recorder,
+  reaper,
+  config: DEFAULT_CONFIG,
+  loadConfig: (path) => loadConfig(path, {}).config,
+  onShutdown: () => {},
+});
+const server = new Server();
+server.register(TaskDescriptor, service);
+const listener = net.createServer();
+await new Promise<void>((resolve, reject) => {
+  listener.once('error', reject);
+  listener.listen(socketPath, () => resolve());
+});
+server.serve(listener);
+const client = await Client.connect(socketPath, { metadata: new Metadata({ [NAMESPACE_KEY]: NS }) });
+const task = new TaskClient(client);
+/** What this process had open before any container: Node's own eventfds and the like. */
+const fdsBefore = openFds();
+
+/** Container ids created here; teardown removes whatever a failed test left. */
+const containers = new Set<string>();
+const fifos: FifoReader[] = [];
+
+t.teardown(async () => {
+  for (const id of containers) {
+    await task.kill({ id, signal: 9, all: true }).catch(() => {});
+    await task.wait({ id }, { timeoutMs: 5_000 }).catch(() => {});
+    await task.delete({ id }).catch(() => {});
+  }
+  const nsRoot = join(runcRoot, NS);
+  if (existsSync(nsRoot)) {
+    for (const id of readdirSync(nsRoot)) {
+      try {
+        execFileSync('runc', ['--root', nsRoot, 'delete', '--force', id], { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
+    }
+  }
+  for (const fifo of fifos) fifo.close();
+  await client.close();
+  server.destroy();
+  await new Promise((resolve) => listener.close(resolve));
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const runcOptions = {
+  typeUrl: 'containerd.runc.v1.Options',
+  value: containerd.runc.v1.Options.encode({ root: runcRoot }).finish(),
+};
+
+let bundles = 0;
+/** A bundle with a busybox rootfs; config.json from `runc spec` with our args. */
+function makeBundle(args: string[], edit: (spec: Record<string, any>) => void = () => {}): string {
+  const bundle = join(tmp, `bundle-${++bundles}`);
+  const bin = join(bundle, 'rootfs', 'bin');
+  mkdirSync(bin, { recursive: true });
+  copyFileSync('/bin/busybox', join(bin, 'busybox'));
+  for (const applet of APPLETS) symlinkSync('busybox', join(bin, applet));
+  execFileSync('runc', ['spec', '--bundle', bundle]);
+  const file = join(bundle, 'config.json');
+  const spec = JSON.parse(readFileSync(file, 'utf8')) as Record<string, any>;
+  spec.process.args = args;
+  spec.process.terminal = false;
+  spec.process.env = ['PATH=/bin'];
+  spec.root.readonly = false;
+  edit(spec);
+  writeFileSync(file, JSON.stringify(spec, null, 2));
+  return bundle;
+}
+
+/**
+ * A FIFO the test reads. Opened read-write-nonblocking first (a reader that
+ * never waits for a writer) plus a writer of our own, so the reader never
+ * sees EOF between the shim's writers: the test polls for the text instead.
+ */
+class FifoReader {
+  readonly path: string;
+  private text = '';
+  private readonly socket: net.Socket;
+  private readonly keepAlive: number;
+
+  constructor(name: string) {
+    this.path = join(tmp, name);
+    execFileSync('mkfifo', [this.path]);
+    const fd = openSync(this.path, constants.O_RDONLY | constants.O_NONBLOCK);
+    this.keepAlive = openSync(this.path, constants.O_WRONLY | constants.O_NONBLOCK);
+    this.socket = new net.Socket({ fd, readable: true, writable: false });
+    this.socket.setEncoding('utf8');
+    this.socket.on('data', (chunk: string) => (this.text += chunk));
+    this.socket.on('error', () => {});
+    fifos.push(this);
+  }
+
+  get output(): string {
+    return this.text;
+  }
+
+  /** Resolves once `wanted` has been read (or after timeoutMs, with what there is). */
+  async waitFor(wanted: string, timeoutMs = 5_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.text.includes(wanted) && Date.now() < deadline) await sleep(20);
+    return this.text;
+  }
+
+  close(): void {
+    this.socket.destroy();
+    try {
+      closeSync(this.keepAlive);
+    } catch {
+      // closed already
+    }
+  }
+}
+
+interface Created {
+  readonly id: string;
+  readonly bundle: string;
+  readonly pid: number;
+  readonly stdout: FifoReader | undefined;
+}
+
+let ids = 0;
+function newId(prefix: string): string {
+  return `${prefix}-${process.pid}-${++ids}`;
+}
+
+async function create(prefix: string, args: string[], opts: { stdout?: boolean } = {}): Promise<Created> {
+  const id = newId(prefix);
+  const bundle = makeBundle(args);
+  const stdout = opts.stdout ? new FifoReader(`${id}.stdout`) : undefined;
+  containers.add(id);
+  const { pid } = await task.create({ id, bundle, stdout: stdout?.path ?? '', options: runcOptions });
+  return { id, bundle, pid, stdout };
+}
+
+/** Kills (if needed), waits and deletes; the container is forgotten. */
+async function remove(id: string): Promise<void> {
+  const state = await task.state({ id });
+  if (state.status === STATUS.RUNNING || state.status === STATUS.PAUSED) {
+    await task.kill({ id, signal: 9, all: true });
+    await task.wait({ id }, { timeoutMs: 10_000 });
+  }
+  await task.delete({ id });
+  containers.delete(id);
+}
+
+function processSpec(args: string[]): { typeUrl: string; value: Uint8Array } {
+  const spec = { args, cwd: '/', env: ['PATH=/bin'], terminal: false, user: { uid: 0, gid: 0 } };
+  return { typeUrl: OCI_PROCESS_TYPE, value: Buffer.from(JSON.stringify(spec)) };
+}
+
+/** The RpcError a call fails with; a call that succeeds is a test failure. */
+async function failure(call: Promise<unknown>): Promise<RpcError> {
+  try {
+    await call;
+  } catch (err) {
+    if (err instanceof RpcError) return err;
+    throw err;
+  }
+  throw new Error('call succeeded but should have failed');
+}
+
+async function expectError(t: Test, call: Promise<unknown>, code: Code, message: string | RegExp, what: string): Promise<RpcError> {
+  const err = await failure(call);
+  t.equal(err.code, code, `${what}: ${Code[code]} (got ${Code[err.code]}: ${err.message})`);
+  t.match(err.message, message, `${what}: message`);
+  return err;
+}
+
+function nearNow(t: Test, ts: { seconds?: number | null; nanos?: number | null } | null | undefined, what: string): void {
+  const seconds = Number(ts?.seconds ?? GO_ZERO_TIME_SECONDS);
+  t.not(seconds, GO_ZERO_TIME_SECONDS, `${what} is set`);
+  t.ok(Math.abs(seconds - Date.now() / 1000) < 60, `${what} is now-ish`);
+}
+
+const EVENT_TYPES: Readonly<Record<string, { decode(value: Uint8Array): { containerId: string } }>> = {
+  '/tasks/create': containerd.events.TaskCreate,
+  '/tasks/start': containerd.events.TaskStart,
+  '/tasks/exit': containerd.events.TaskExit,
+  '/tasks/delete': containerd.events.TaskDelete,
+  '/tasks/oom': containerd.events.TaskOOM,
+  '/tasks/exec-added': containerd.events.TaskExecAdded,
+  '/tasks/exec-started': containerd.events.TaskExecStarted,
+  '/tasks/paused': containerd.events.TaskPaused,
+  '/tasks/resumed': containerd.events.TaskResumed,
+};
+
+/** The events about container `id`, in publish order. */
+function eventsOf(id: string): { topic: string; event: TaskEvent }[] {
+  return events.filter((e) => e.namespace === NS && EVENT_TYPES[e.topic]!.decode(e.event.value).containerId === id);
+}
+
+t.test('create, start, wait, delete: exit status and exited_at', async (t) => {
+  const c = await create('life', ['sh', '-c', 'echo hello; exit 3'], { stdout: true });
+  t.ok(c.pid > 0, 'create returns the init pid');
+  let state = await task.state({ id: c.id });
+  t.equal(state.status, STATUS.CREATED, 'CREATED after create');
+  t.equal(state.pid, c.pid);
+  t.equal(state.bundle, c.bundle);
+  t.equal(state.stdout, c.stdout!.path);
+  t.equal(state.exitStatus, 0);
+  t.equal(Number(state.exitedAt?.seconds), GO_ZERO_TIME_SECONDS, 'no exited_at before exit');
+
+  const waiting = task.wait({ id: c.id });
+  const started = await task.start({ id: c.id });
+  t.equal(started.pid, c.pid, 'start returns the same pid');
+  const exit = await waiting;
+  t.equal(exit.exitStatus, 3, 'wait reports the exit status');
+  nearNow(t, exit.exitedAt, 'wait exited_at');
+  t.equal(await c.stdout!.waitFor('hello\n'), 'hello\n', 'stdout reached the FIFO');
+
+  state = await task.state({ id: c.id });
+  t.equal(state.status, STATUS.STOPPED, 'STOPPED after exit');
+  t.equal(state.exitStatus, 3);
+  t.same(state.exitedAt, exit.exitedAt, 'state and wait agree on exited_at');
+
+  const again = await task.wait({ id: c.id });
+  t.same([again.exitStatus, again.exitedAt], [3, exit.exitedAt], 'a wait after the exit answers at once');
+
+  const deleted = await task.delete({ id: c.id });
+  containers.delete(c.id);
+  t.equal(deleted.pid, c.pid);
+  t.equal(deleted.exitStatus, 3);
+  t.same(deleted.exitedAt, exit.exitedAt);
+  await expectError(t, task.state({ id: c.id }), Code.NotFound, `container ${c.id}: not created`, 'state after delete');
+  t.notOk(existsSync(join(runcRoot, NS, c.id)), 'runc state removed');
+});
+
+t.test('status transitions: running, paused, running, stopped', async (t) => {
+  const c = await create('states', ['sleep', '100']);
+  await task.start({ id: c.id });
+  t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING, 'RUNNING after start');
+  await task.pause({ id: c.id });
+  t.equal((await task.state({ id: c.id })).status, STATUS.PAUSED, 'PAUSED after pause');
+  await task.resume({ id: c.id });
+  t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING, 'RUNNING after resume');
+  await task.kill({ id: c.id, signal: 9 });
+  const exit = await task.wait({ id: c.id }, { timeoutMs: 10_000 });
+  t.equal(exit.exitStatus, 137, 'SIGKILL: 128+9');
+  t.equal((await task.state({ id: c.id })).status, STATUS.STOPPED, 'STOPPED after exit');
+  await remove(c.id);
+});
+
+t.test('a paused container can be killed', async (t) => {
+  const c = await create('pkill', ['sleep', '100']);
+  await task.start({ id: c.id });
+  await task.pause({ id: c.id });
+  await task.kill({ id: c.id, signal: 9, all: true });
+  // runc kill of a frozen container: the kill lands once it thaws.
+  await task.resume({ id: c.id }).catch(() => {});
+  const exit = await task.wait({ id: c.id }, { timeoutMs: 10_000 });
+  t.equal(exit.exitStatus, 137);
+  await remove(c.id);
+});
+
+interface WrongCall {
+  readonly op: string;
+  readonly call: (id: string) => Promise<unknown>;
+}
+
+const WRONG_IN_CREATED: WrongCall[] = [
+  { op: 'pause', call: (id) => task.pause({ id }) },
+  { op: 'resume', call: (id) => task.resume({ id }) },
+  { op: 'checkpoint', call: (id) => task.checkpoint({ id, path: join(tmp, 'ckpt-created') }) },
+];
+const WRONG_IN_RUNNING: WrongCall[] = [
+  { op: 'start', call: (id) => task.start({ id }) },
+  { op: 'resume', call: (id) => task.resume({ id }) },
+  { op: 'delete', call: (id) => task.delete({ id }) },
+];
+const WRONG_IN_PAUSED: WrongCall[] = [
+  { op: 'start', call: (id) => task.start({ id }) },
+  { op: 'pause', call: (id) => task.pause({ id }) },
+  { op: 'delete', call: (id) => task.delete({ id }) },
+];
+const WRONG_IN_STOPPED: WrongCall[] = [
+  { op: 'start', call: (id) => task.start({ id }) },
+  { op: 'pause', call: (id) => task.pause({ id }) },
+  { op: 'resume', call: (id) => task.resume({ id }) },
+  { op: 'update', call: (id) => task.update({ id, resources: { typeUrl: OCI_RESOURCES_TYPE, value: Buffer.from('{}') } }) },
+  { op: 'exec', call: (id) => task.exec({ id, execId: 'late', spec: processSpec(['true']) }) },
+  { op: 'checkpoint', call: (id) => task.checkpoint({ id, path: join(tmp, 'ckpt-stopped') }) },
+];
+
+async function checkWrong(t: Test, id: string, state: string, status: containerd.v1.types.Status, calls: WrongCall[]): Promise<void> {
+  for (const { op, call } of calls) {
+    await expectError(t, call(id), Code.FailedPrecondition, `cannot ${op} container ${id} in state ${state}`, `${op} in ${state}`);
+    t.equal((await task.state({ id })).status, status, `${op} in ${state} leaves it ${state}`);
+  }
+}
+
+t.test('every operation in the wrong state: FailedPrecondition naming op and state, state unchanged', async (t) => {
+  const c = await create('wrong', ['sleep', '100']);
+  await checkWrong(t, c.id, 'created', STATUS.CREATED, WRONG_IN_CREATED);
+  await task.start({ id: c.id });
+  await checkWrong(t, c.id, 'running', STATUS.RUNNING, WRONG_IN_RUNNING);
+  await task.pause({ id: c.id });
+  await checkWrong(t, c.id, 'paused', STATUS.PAUSED, WRONG_IN_PAUSED);
+  await task.resume({ id: c.id });
+  await task.kill({ id: c.id, signal: 9 });
+  await task.wait({ id: c.id }, { timeoutMs: 10_000 });
+  await checkWrong(t, c.id, 'stopped', STATUS.STOPPED, WRONG_IN_STOPPED);
+  await expectError(t, task.kill({ id: c.id, signal: 9 }), Code.NotFound, 'process already finished', 'kill of a stopped init');
+  await remove(c.id);
+  await expectError(t, task.delete({ id: c.id }), Code.NotFound, `container ${c.id}: not created`, 'delete twice');
+});
+
+t.test('deleting a created container that never started', async (t) => {
+  const c = await create('nostart', ['sleep', '100']);
+  const deleted = await task.delete({ id: c.id });
+  containers.delete(c.id);
+  t.equal(deleted.pid, c.pid);
+  t.notOk(existsSync(join(runcRoot, NS, c.id)), 'runc state removed');
+  await expectError(t, task.state({ id: c.id }), Code.NotFound, 'not created', 'gone');
+  const topics = eventsOf(c.id).map((e) => e.topic);
+  t.same([topics[0], topics.filter((x) => x === '/tasks/start').length, topics.filter((x) => x === '/tasks/delete').length], ['/tasks/create', 0, 1], `no start, one delete: ${topics.join(' ')}`);
+});
+
+t.test('exec: duplicate id, kill before start, unknown exec, run to exit', async (t) => {
+  const c = await create('exec', ['sleep', '100']);
+  await task.start({ id: c.id });
+  const out = new FifoReader(`${c.id}.exec.stdout`);
+  await task.exec({ id: c.id, execId: 'e1', spec: processSpec(['sh', '-c', 'echo from-exec; sleep 0.3; exit 4']), stdout: out.path });
+  let state = await task.state({ id: c.id, execId: 'e1' });
+  t.equal(state.status, STATUS.CREATED, 'an added exec is CREATED');
+  t.equal(state.id, 'e1');
+  t.equal(state.execId, 'e1');
+
+  await expectError(t, task.exec({ id: c.id, execId: 'e1', spec: processSpec(['true']) }), Code.AlreadyExists, 'e1', 'duplicate exec id');
+  await expectError(t, task.kill({ id: c.id, execId: 'e1', signal: 9 }), Code.FailedPrecondition, 'cannot kill exec e1 in state created', 'kill before start');
+  t.equal((await task.state({ id: c.id, execId: 'e1' })).status, STATUS.CREATED, 'still CREATED');
+
+  await expectError(t, task.state({ id: c.id, execId: 'nope' }), Code.NotFound, 'process does not exist nope', 'state of an unknown exec');
+  await expectError(t, task.kill({ id: c.id, execId: 'nope', signal: 9 }), Code.NotFound, 'process does not exist nope', 'kill of an unknown exec');
+  await expectError(t, task.start({ id: c.id, execId: 'nope' }), Code.NotFound, 'process does not exist nope', 'start of an unknown exec');
+  await expectError(t, task.wait({ id: c.id, execId: 'nope' }), Code.NotFound, 'process does not exist nope', 'wait of an unknown exec');
+  await expectError(t, task.delete({ id: c.id, execId: 'nope' }), Code.NotFound, 'process does not exist nope', 'delete of an unknown exec');
+
+  const waiting = task.wait({ id: c.id, execId: 'e1' });
+  const { pid } = await task.start({ id: c.id, execId: 'e1' });
+  t.ok(pid > 0 && pid !== c.pid, 'the exec has its own pid');
+  state = await task.state({ id: c.id, execId: 'e1' });
+  t.equal(state.status, STATUS.RUNNING, 'RUNNING after start');
+  t.equal(state.pid, pid);
+  const pids = await task.pids({ id: c.id });
+  const execEntry = pids.processes.find((p) => p.pid === pid);
+  t.ok(execEntry, 'pids lists the exec');
+  t.equal(containerd.runc.v1.ProcessDetails.decode(execEntry!.info!.value!).execId, 'e1', 'with its exec id');
+  t.ok(pids.processes.some((p) => p.pid === c.pid), 'and the init');
+
+  await expectError(t, task.start({ id: c.id, execId: 'e1' }), Code.FailedPrecondition, 'cannot start exec e1 in state running', 'start twice');
+  await expectError(t, task.delete({ id: c.id, execId: 'e1' }), Code.FailedPrecondition, 'cannot delete exec e1 in state running', 'delete running exec');
+
+  const exit = await waiting;
+  t.equal(exit.exitStatus, 4, 'exec exit status');
+  nearNow(t, exit.exitedAt, 'exec exited_at');
+  t.match(await out.waitFor('from-exec'), 'from-exec\n', 'exec stdout reached its FIFO');
+  t.equal((await task.state({ id: c.id, execId: 'e1' })).status, STATUS.STOPPED, 'STOPPED after exit');
+  t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING, 'the init runs on');
+  await expectError(t, task.kill({ id: c.id, execId: 'e1', signal: 9 }), Code.NotFound, 'process already finished', 'kill of an exited exec');
+
+  const deleted = await task.delete({ id: c.id, execId: 'e1' });
+  t.same([deleted.pid, deleted.exitStatus], [pid, 4]);
+  await expectError(t, task.state({ id: c.id, execId: 'e1' }), Code.NotFound, 'process does not exist e1', 'exec gone after delete');
+  t.notOk(existsSync(join(c.bundle, 'e1.pid')), 'exec pid file removed');
+  await remove(c.id);
+});
+
+t.test('exec ids are validated', async (t) => {
+  const c = await create('execid', ['sleep', '100']);
+  await task.start({ id: c.id });
+  for (const execId of ['../x', 'a/b', '']) {
+    await expectError(t, task.exec({ id: c.id, execId, spec: processSpec(['true']) }), Code.InvalidArgument, /identifier/, `exec id ${JSON.stringify(execId)}`);
+  }
+  await remove(c.id);
+});
+
+t.test('exec of a missing binary fails with runc\'s own words', async (t) => {
+  const c = await create('nobin', ['sleep', '100']);
+  await task.start({ id: c.id });
+  await task.exec({ id: c.id, execId: 'missing', spec: processSpec(['/bin/no-such-binary']) });
+  const err = await failure(task.start({ id: c.id, execId: 'missing' }));
+  t.match(err.message, /^runc exec failed: /, `runc's error: ${err.message}`);
+  t.match(err.message, /no-such-binary/, 'names the binary');
+  t.match(err.message, /no such file or directory|not found/i, 'says why');
+  t.equal((await task.state({ id: c.id, execId: 'missing' })).status, STATUS.CREATED, 'the exec stays CREATED');
+  await task.delete({ id: c.id, execId: 'missing' });
+  t.notOk(existsSync(join(c.bundle, 'missing.pid')), 'no pid file left');
+  await remove(c.id);
+});
+
+t.test('unknown container: NotFound "container X: not created" for every call', async (t) => {
+  const id = 'never-created';
+  const calls: [string, Promise<unknown>][] = [
+    ['state', task.state({ id })],
+    ['start', task.start({ id })],
+    ['delete', task.delete({ id })],
+    ['pids', task.pids({ id })],
+    ['pause', task.pause({ id })],
+    ['resume', task.resume({ id })],
+    ['checkpoint', task.checkpoint({ id, path: join(tmp, 'x') })],
+    ['kill', task.kill({ id, signal: 9 })],
+    ['exec', task.exec({ id, execId: 'e', spec: processSpec(['true']) })],
+    ['resizePty', task.resizePty({ id, width: 80, height: 24 })],
+    ['closeIO', task.closeIO({ id, stdin: true })],
+    ['update', task.update({ id, resources: { typeUrl: OCI_RESOURCES_TYPE, value: Buffer.from('{}') } })],
+    ['wait', task.wait({ id })],
+    ['stats', task.stats({ id })],
+  ];
+  for (const [op, call] of calls) await expectError(t, call, Code.NotFound, `container ${id}: not created`, op);
+  const connect = await task.connect({ id });
+  t.equal(connect.taskPid, 0, 'connect of an unknown container has no task pid');
+});
+
+t.test('invalid container ids are InvalidArgument', async (t) => {
+  const bundle = makeBundle(['true']);
+  for (const id of ['../x', 'a/b', '', '.', 'x'.repeat(77)]) {
+    await expectError(t, task.create({ id, bundle, options: runcOptions }), Code.InvalidArgument, /identifier/, `id ${JSON.stringify(id.slice(0, 20))}`);
+  }
+  t.same(readdirSync(join(tmp)).filter((n) => n === 'x' || n === 'b'), [], 'nothing made outside the temp layout');
+});
+
+t.test('bundle problems', async (t) => {
+  await expectError(t, task.create({ id: newId('nobundle'), bundle: join(tmp, 'does-not-exist'), options: runcOptions }), Code.NotFound, 'does-not-exist', 'missing bundle');
+  await expectError(t, task.create({ id: newId('relbundle'), bundle: 'relative/bundle', options: runcOptions }), Code.InvalidArgument, 'must be absolute', 'relative bundle');
+
+  const noConfig = makeBundle(['true']);
+  rmSync(join(noConfig, 'config.json'));
+  await expectError(t, task.create({ id: newId('noconfig'), bundle: noConfig, options: runcOptions }), Code.InvalidArgument, join(noConfig, 'config.json'), 'missing config.json');
+
+  const badConfig = makeBundle(['true']);
+  writeFileSync(join(badConfig, 'config.json'), '{"ociVersion": ');
+  await expectError(t, task.create({ id: newId('badconfig'), bundle: badConfig, options: runcOptions }), Code.InvalidArgument, join(badConfig, 'config.json'), 'invalid config.json');
+
+  const arrayConfig = makeBundle(['true']);
+  writeFileSync(join(arrayConfig, 'config.json'), '[]');
+  await expectError(t, task.create({ id: newId('arrconfig'), bundle: arrayConfig, options: runcOptions }), Code.InvalidArgument, join(arrayConfig, 'config.json'), 'config.json not an object');
+
+  for (const bundle of [noConfig, badConfig, arrayConfig]) {
+    t.notOk(existsSync(join(bundle, 'flint-runc.json')), 'a failed create leaves no settings file');
+  }
+  t.equal(service.size, 0, 'no container was kept');
+});
+
+t.test('a failed runc create is undone', async (t) => {
+  const bundle = makeBundle(['/bin/no-such-init']);
+  const id = newId('badinit');
+  const out = new FifoReader(`${id}.stdout`);
+  const err = await failure(task.create({ id, bundle, stdout: out.path, options: runcOptions }));
+  t.match(err.message, /^runc create failed: .*no-such-init/, `runc's error: ${err.message}`);
+  t.notOk(existsSync(join(runcRoot, NS, id)), 'no runc state left');
+  t.notOk(existsSync(join(bundle, 'flint-runc.json')), 'no settings file left');
+  await expectError(t, task.state({ id }), Code.NotFound, 'not created', 'not kept');
+});
+
+t.test('wrong Any type URLs are InvalidArgument naming the type', async (t) => {
+  const bundle = makeBundle(['true']);
+  await expectError(
+    t,
+    task.create({ id: newId('opts'), bundle, options: { typeUrl: 'example.com/Bogus', value: Buffer.from([1, 2]) } }),
+    Code.InvalidArgument,
+    'example.com/Bogus',
+    'create options',
+  );
+  t.notOk(existsSync(join(bundle, 'flint-runc.json')), 'nothing written for refused options');
+
+  const c = await create('anys', ['sleep', '100']);
+  await task.start({ id: c.id });
+  await expectError(
+    t,
+    task.exec({ id: c.id, execId: 'e', spec: { typeUrl: 'example.com/NotAProcess', value: Buffer.from('{}') } }),
+    Code.InvalidArgument,
+    'example.com/NotAProcess',
+    'exec spec',
+  );
+  await expectError(t, task.exec({ id: c.id, execId: 'e2', spec: { typeUrl: OCI_PROCESS_TYPE, value: Buffer.from('not json') } }), Code.InvalidArgument, /not valid JSON/, 'exec spec not JSON');
+  await expectError(t, task.exec({ id: c.id, execId: 'e3' }), Code.InvalidArgument, /missing/, 'exec spec missing');
+  await expectError(
+    t,
+    task.update({ id: c.id, resources: { typeUrl: 'example.com/NotResources', value: Buffer.from('{}') } }),
+    Code.InvalidArgument,
+    'example.com/NotResources',
+    'update resources',
+  );
+  await expectError(
+    t,
+    task.checkpoint({ id: c.id, path: join(tmp, 'ck'), options: { typeUrl: 'example.com/NotCheckpoint', value: Buffer.from([1]) } }),
+    Code.InvalidArgument,
+    'example.com/NotCheckpoint',
+    'checkpoint options',
+  );
+  await expectError(t, task.state({ id: c.id, execId: 'e' }), Code.NotFound, 'process does not exist e', 'a refused exec is not added');
+  await remove(c.id);
+});
+
+t.test('update with valid resources reaches runc', async (t) => {
+  const c = await create('update', ['sleep', '100']);
+  await task.start({ id: c.id });
+  await task.update({ id: c.id, resources: { typeUrl: OCI_RESOURCES_TYPE, value: Buffer.from(JSON.stringify({ pids: { limit: 50 } })) } });
+  t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING);
+  await remove(c.id);
+});
+
+t.test('checkpoint fails with runc\'s own error text', async (t) => {
+  const c = await create('ckpt', ['sleep', '100']);
+  await task.start({ id: c.id });
+  const err = await failure(task.checkpoint({ id: c.id, path: join(tmp, `ckpt-${c.id}`) }));
+  t.equal(err.code, Code.Unknown, 'a runc failure is Unknown, as in containerd');
+  t.match(err.message, /^runc checkpoint failed: ./, `runc's error: ${err.message}`);
+  const detail = err.message.slice('runc checkpoint failed: '.length);
+  t.ok(detail.trim().length > 0, 'non-empty detail');
+  t.notMatch(detail, /^exit status \d+$/, 'not just an exit status');
+  t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING, 'still RUNNING after the failed checkpoint');
+  await remove(c.id);
+});
+
+t.test('many concurrent Wait callers all get the exit', async (t) => {
+  const c = await create('waiters', ['sh', '-c', 'sleep 0.5; exit 12']);
+  const waits = Array.from({ length: 20 }, () => task.wait({ id: c.id }, { timeoutMs: 15_000 }));
+  await task.start({ id: c.id });
+  const exits = await Promise.all(waits);
+  t.same(new Set(exits.map((e) => e.exitStatus)), new Set([12]), 'every waiter saw 12');
+  t.equal(new Set(exits.map((e) => `${e.exitedAt?.seconds}.${e.exitedAt?.nanos}`)).size, 1, 'with one exited_at');
+  await remove(c.id);
+});
+
+t.test('a Wait whose caller goes away does not disturb the others', async (t) => {
+  const c = await create('abandon', ['sleep', '100']);
+  await task.start({ id: c.id });
+  const abort = new AbortController();
+  const abandoned = task.wait({ id: c.id }, { signal: abort.signal });
+  const kept = task.wait({ id: c.id }, { timeoutMs: 15_000 });
+  abort.abort();
+  await t.rejects(abandoned, 'the abandoned wait fails locally');
+  // SIGKILL: a pid-namespace init ignores signals it has no handler for.
+  await task.kill({ id: c.id, signal: 9 });
+  t.equal((await kept).exitStatus, 137, 'the other waiter still gets the exit');
+  await remove(c.id);
+});
+
+t.test('stdin through a FIFO reaches the process; CloseIO gives it EOF', async (t) => {
+  const id = newId('stdin');
+  const bundle = makeBundle(['cat']);
+  const stdin = join(tmp, `${id}.stdin`);
+  execFileSync('mkfifo', [stdin]);
+  const stdout = new FifoReader(`${id}.stdout`);
+  containers.add(id);
+  await task.create({ id, bundle, stdin, stdout: stdout.path, options: runcOptions });
+  await task.start({ id });
+  const writer = openSync(stdin, constants.O_WRONLY | constants.O_NONBLOCK);
+  writeFileSync(writer, 'ping\n');
+  closeSync(writer);
+  t.equal(await stdout.waitFor('ping\n'), 'ping\n', 'cat echoed stdin');
+  await sleep(100);
+  t.equal((await task.state({ id })).status, STATUS.RUNNING, 'our writer closing is no EOF: the shim holds stdin open');
+  const waiting = task.wait({ id }, { timeoutMs: 10_000 });
+  await task.closeIO({ id, stdin: true });
+  t.equal((await waiting).exitStatus, 0, 'cat saw EOF after CloseIO and exited 0');
+  await remove(id);
+  rmSync(stdin);
+});
+
+t.test('a terminal: output is copied from the console, resize works', async (t) => {
+  const id = newId('tty');
+  const bundle = makeBundle(['sh', '-c', 'sleep 0.3; echo tty-out; exit 5'], (spec) => (spec.process.terminal = true));
+  const stdout = new FifoReader(`${id}.stdout`);
+  containers.add(id);
+  const mismatch = makeBundle(['true']);
+  await expectError(
+    t,
+    task.create({ id: newId('ttymismatch'), bundle: mismatch, stdout: stdout.path, terminal: true, options: runcOptions }),
+    Code.Unknown,
+    /^runc create failed: .*console/,
+    'a terminal the spec does not ask for: runc refuses, as with the runc shim',
+  );
+  await task.create({ id, bundle, stdout: stdout.path, terminal: true, options: runcOptions });
+  t.equal((await task.state({ id })).terminal, true);
+  await task.resizePty({ id, width: 100, height: 40 });
+  const waiting = task.wait({ id }, { timeoutMs: 10_000 });
+  await task.start({ id });
+  t.equal((await waiting).exitStatus, 5);
+  t.match(await stdout.waitFor('tty-out'), /tty-out\r?\n/, 'console output reached the FIFO');
+  await remove(id);
+});
+
+t.test('an exec with a terminal: console output copied, exit reported', async (t) => {
+  const c = await create('ttyexec', ['sleep', '100']);
+  await task.start({ id: c.id });
+  const out = new FifoReader(`${c.id}.exec.stdout`);
+  const spec = { args: ['sh', '-c', 'sleep 0.2; echo exec-tty; exit 6'], cwd: '/', env: ['PATH=/bin'], terminal: true, user: { uid: 0, gid: 0 } };
+  await task.exec({ id: c.id, execId: 'tty', terminal: true, stdout: out.path, spec: { typeUrl: OCI_PROCESS_TYPE, value: Buffer.from(JSON.stringify(spec)) } });
+  const waiting = task.wait({ id: c.id, execId: 'tty' }, { timeoutMs: 10_000 });
+  await task.start({ id: c.id, execId: 'tty' });
+  await task.resizePty({ id: c.id, execId: 'tty', width: 120, height: 50 });
+  t.equal((await waiting).exitStatus, 6);
+  t.match(await out.waitFor('exec-tty'), /exec-tty\r?\n/, 'console output reached the FIFO');
+  await task.delete({ id: c.id, execId: 'tty' });
+  await remove(c.id);
+});
+
+t.test('resize without a terminal is a no-op', async (t) => {
+  const c = await create('notty', ['sleep', '100']);
+  await task.start({ id: c.id });
+  await task.resizePty({ id: c.id, width: 80, height: 24 });
+  t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING);
+  await remove(c.id);
+});
+
+t.test('deleting a container whose exec was running when the init died', async (t) => {
+  const c = await create('orphanexec', ['sleep', '100']);
+  await task.start({ id: c.id });
+  const stdin = join(tmp, `${c.id}.exec.stdin`);
+  execFileSync('mkfifo', [stdin]);
+  await task.exec({ id: c.id, execId: 'bg', spec: processSpec(['sleep', '100']), stdin });
+  const { pid: execPid } = await task.start({ id: c.id, execId: 'bg' });
+  // The init's death takes the exec with it (one pid namespace); delete at once.
+  await task.kill({ id: c.id, signal: 9 });
+  await task.wait({ id: c.id }, { timeoutMs: 10_000 });
+  await task.delete({ id: c.id });
+  containers.delete(c.id);
+  const deadline = Date.now() + 5_000;
+  while (existsSync(`/proc/${execPid}`) && Date.now() < deadline) await sleep(20);
+  t.notOk(existsSync(`/proc/${execPid}`), 'the exec process is gone');
+  t.same(fdsInto(stdin), [], 'no fd of the exec stdin FIFO is left open');
+  t.notOk(existsSync(join(c.bundle, 'bg.pid')), 'the exec pid file is removed');
+  const topics = eventsOf(c.id).map((e) => e.topic);
+  t.equal(topics.at(-1), '/tasks/delete', `delete is the last event: ${topics.join(' ')}`);
+  t.equal(topics.filter((x) => x === '/tasks/exit').length, 2, 'one exit for the exec, one for the init');
+  rmSync(stdin);
+});
+
+t.test('without its own pid namespace, the init\'s exit takes the other processes along', async (t) => {
+  // As the runc shim does (ShouldKillAllOnExit): nothing may outlive the init
+  // when the kernel will not kill the rest of the namespace for us.
+  const id = newId('hostpid');
+  const bundle = makeBundle(['sleep', '100'], (spec) => {
+    spec.linux.namespaces = spec.linux.namespaces.filter((ns: { type: string }) => ns.type !== 'pid');
+  });
+  containers.add(id);
+  const { pid } = await task.create({ id, bundle, options: runcOptions });
+  await task.start({ id });
+  const stdin = join(tmp, `${id}.exec.stdin`);
+  execFileSync('mkfifo', [stdin]);
+  await task.exec({ id, execId: 'bg', spec: processSpec(['sleep', '100']), stdin });
+  const execWait = task.wait({ id, execId: 'bg' }, { timeoutMs: 10_000 });
+  const { pid: execPid } = await task.start({ id, execId: 'bg' });
+  process.kill(pid, 'SIGKILL');
+  t.equal((await task.wait({ id }, { timeoutMs: 10_000 })).exitStatus, 137, 'init killed');
+  // Before any Delete: the exec must not outlive the init.
+  t.equal((await execWait).exitStatus, 137, 'the exec was killed with the init');
+  t.notOk(existsSync(`/proc/${execPid}`), 'the exec process is gone');
+  await task.delete({ id });
+  containers.delete(id);
+  t.same(fdsInto(stdin), [], 'no fd of the exec stdin FIFO is left open');
+  t.notOk(existsSync(join(bundle, 'bg.pid')), 'the exec pid file is removed');
+  const topics = eventsOf(id).map((e) => e.topic);
+  t.same(topics.slice(-3), ['/tasks/exit', '/tasks/exit', '/tasks/delete'], `both exits precede delete: ${topics.join(' ')}`);
+  rmSync(stdin);
+});
+
+t.test('a second create with the same id is AlreadyExists', async (t) => {
+  const c = await create('dup', ['sleep', '100']);
+  await expectError(t, task.create({ id: c.id, bundle: makeBundle(['true']), options: runcOptions }), Code.AlreadyExists, `container ${c.id}: already exists`, 'duplicate create');
+  t.equal((await task.state({ id: c.id })).pid, c.pid, 'the first container is untouched');
+  await remove(c.id);
+});
+
+t.test('file:// stdout appends both streams to one file', async (t) => {
+  const id = newId('filelog');
+  const bundle = makeBundle(['sh', '-c', 'echo to-out; echo to-err >&2; exit 0']);
+  const log = join(tmp, 'logs', `${id}.log`);
+  containers.add(id);
+  await task.create({ id, bundle, stdout: `file://${log}`, stderr: `file://${log}`, options: runcOptions });
+  const waiting = task.wait({ id }, { timeoutMs: 10_000 });
+  await task.start({ id });
+  t.equal((await waiting).exitStatus, 0);
+  await remove(id);
+  const text = readFileSync(log, 'utf8');
+  t.match(text, 'to-out\n');
+  t.match(text, 'to-err\n');
+});
+
+t.test('binary:// stdout goes to a logger process', async (t) => {
+  const id = newId('binlog');
+  const out = join(tmp, `${id}.logger-out`);
+  const logger = join(tmp, `${id}-logger.sh`);
+  // containerd's shim-logger protocol: stdout on fd 3, stderr on fd 4, close fd 5 when ready.
+  writeFileSync(
+    logger,
+    '#!/bin/sh\nexec 5>&-\necho "$CONTAINER_NAMESPACE/$CONTAINER_ID $1=$2" > "$2"\ncat <&3 >> "$2" &\ncat <&4 >> "$2.err"\nwait\n',
+    { mode: 0o755 },
+  );
+  const uri = `binary://${logger}?out=${encodeURIComponent(out)}`;
+  const bundle = makeBundle(['sh', '-c', 'echo logged-out; echo logged-err >&2; exit 0']);
+  containers.add(id);
+  await task.create({ id, bundle, stdout: uri, stderr: uri, options: runcOptions });
+  const waiting = task.wait({ id }, { timeoutMs: 10_000 });
+  await task.start({ id });
+  t.equal((await waiting).exitStatus, 0);
+  await remove(id);
+  t.equal(readFileSync(out, 'utf8'), `${NS}/${id} out=${out}\nlogged-out\n`, 'the logger got its env, args and stdout');
+  t.equal(readFileSync(`${out}.err`, 'utf8'), 'logged-err\n', 'and stderr');
+});
+
+t.test('binary:// with a logger that cannot start fails Create cleanly', async (t) => {
+  const id = newId('nologger');
+  const bundle = makeBundle(['true']);
+  const err = await failure(task.create({ id, bundle, stdout: `binary://${join(tmp, 'no-such-logger')}`, options: runcOptions }));
+  t.match(err.message, 'no-such-logger', `names the logger: ${err.message}`);
+  t.notOk(existsSync(join(runcRoot, NS, id)), 'runc never ran');
+  await expectError(t, task.state({ id }), Code.NotFound, 'not created', 'not kept');
+});
+
+t.test('rootfs mounts from the request are mounted, and undone on delete and on a failed create', async (t) => {
+  const id = newId('mounted');
+  const bundle = makeBundle(['sleep', '100']);
+  // The rootfs comes from elsewhere, as a snapshot mount would.
+  const source = join(tmp, `${id}-snapshot`);
+  execFileSync('mv', [join(bundle, 'rootfs'), source]);
+  const rootfs = [{ type: 'bind', source, options: ['rbind', 'rw'] }];
+  containers.add(id);
+  await task.create({ id, bundle, rootfs, options: runcOptions });
+  t.ok(mountsUnder(join(bundle, 'rootfs')).length > 0, 'the rootfs is mounted in the bundle');
+  await task.start({ id });
+  await remove(id);
+  t.same(mountsUnder(join(bundle, 'rootfs')), [], 'unmounted by delete');
+
+  const failing = makeBundle(['/bin/no-such-init']);
+  const failingSource = join(tmp, `${id}-snapshot2`);
+  execFileSync('mv', [join(failing, 'rootfs'), failingSource]);
+  const err = await failure(task.create({ id: newId('mountfail'), bundle: failing, rootfs: [{ type: 'bind', source: failingSource, options: ['rbind', 'rw'] }], options: runcOptions }));
+  t.match(err.message, /no-such-init/);
+  t.same(mountsUnder(join(failing, 'rootfs')), [], 'unmounted after the failed create');
+});
+
+t.test('events are published in order', async (t) => {
+  const c = await create('events', ['sleep', '100']);
+  await task.start({ id: c.id });
+  await task.exec({ id: c.id, execId: 'ev', spec: processSpec(['sh', '-c', 'exit 2']) });
+  const execWait = task.wait({ id: c.id, execId: 'ev' });
+  const { pid: execPid } = await task.start({ id: c.id, execId: 'ev' });
+  t.equal((await execWait).exitStatus, 2);
+  await task.delete({ id: c.id, execId: 'ev' });
+  await task.kill({ id: c.id, signal: 9 });
+  await task.wait({ id: c.id }, { timeoutMs: 10_000 });
+  await task.delete({ id: c.id });
+  containers.delete(c.id);
+
+  const seen = eventsOf(c.id);
+  t.same(
+    seen.map((e) => e.topic),
+    ['/tasks/create', '/tasks/start', '/tasks/exec-added', '/tasks/exec-started', '/tasks/exit', '/tasks/exit', '/tasks/delete'],
+    'create, start, exec-added, exec-started, exit(exec), exit(init), delete',
+  );
+  const ev = containerd.events;
+  const byTopic = (topic: string, nth = 0) => seen.filter((e) => e.topic === topic)[nth]!.event;
+  const created = ev.TaskCreate.decode(byTopic('/tasks/create').value);
+  t.same([created.containerId, created.bundle, created.pid], [c.id, c.bundle, c.pid], 'create carries id, bundle and pid');
+  t.equal(byTopic('/tasks/create').typeUrl, 'containerd.events.TaskCreate');
+  t.equal(ev.TaskStart.decode(byTopic('/tasks/start').value).pid, c.pid, 'start carries the init pid');
+  t.equal(ev.TaskExecAdded.decode(byTopic('/tasks/exec-added').value).execId, 'ev');
+  const execStarted = ev.TaskExecStarted.decode(byTopic('/tasks/exec-started').value);
+  t.same([execStarted.execId, execStarted.pid], ['ev', execPid]);
+  const execExit = ev.TaskExit.decode(byTopic('/tasks/exit', 0).value);
+  t.same([execExit.containerId, execExit.id, execExit.pid, execExit.exitStatus], [c.id, 'ev', execPid, 2], 'exit of the exec has id = exec id');
+  const initExit = ev.TaskExit.decode(byTopic('/tasks/exit', 1).value);
+  t.same([initExit.containerId, initExit.id, initExit.pid, initExit.exitStatus], [c.id, c.id, c.pid, 137], 'exit of the init has id = container id');
+  const deleted = ev.TaskDelete.decode(byTopic('/tasks/delete').value);
+  t.same([deleted.containerId, deleted.id, deleted.pid, deleted.exitStatus], [c.id, c.id, c.pid, 137]);
+});
+
+t.test('pause and resume publish events', async (t) => {
+  const c = await create('pev', ['sleep', '100']);
+  await task.start({ id: c.id });
+  await task.pause({ id: c.id });
+  await task.resume({ id: c.id });
+  t.same(
+    eventsOf(c.id).map((e) => e.topic),
+    ['/tasks/create', '/tasks/start', '/tasks/paused', '/tasks/resumed'],
+  );
+  await remove(c.id);
+});
+
+t.test('a container whose init exits before start is asked for', async (t) => {
+  // The init is killed while CREATED: the exit is recorded and Delete works.
+  const c = await create('earlyexit', ['sleep', '100']);
+  await task.kill({ id: c.id, signal: 9 });
+  const exit = await task.wait({ id: c.id }, { timeoutMs: 10_000 });
+  t.equal(exit.exitStatus, 137);
+  t.equal((await task.state({ id: c.id })).status, STATUS.STOPPED);
+  await expectError(t, task.start({ id: c.id }), Code.FailedPrecondition, `cannot start container ${c.id} in state stopped`, 'start after the exit');
+  await remove(c.id);
+});
+
+t.test('cleanup leaves nothing behind', async (t) => {
+  t.equal(service.size, 0, 'the service holds no container');
+  const nsRoot = join(runcRoot, NS);
+  t.same(existsSync(nsRoot) ? readdirSync(nsRoot) : [], [], 'no runc state dirs under the runc root');
+  t.same(mountsUnder(tmp).map((m) => m.mountPoint), [], 'no mounts under the temp dir');
+  const ours = new Set(fifos.map((f) => f.path));
+  const strayFifos = walk(tmp).filter((p) => isFifo(p) && !ours.has(p));
+  t.same(strayFifos, [], 'no FIFOs but the test\'s own');
+  const leftInBundles = walk(tmp).filter((p) => /\/bundle-\d+\/(flint-runc\.json|[^/]+\.pid)$/.test(p) && !p.endsWith('/init.pid'));
+  t.same(leftInBundles, [], 'no settings or exec pid files left in bundles');
+  const newTmp = readdirSync(tmpdir()).filter((n) => !tmpdirBefore.has(n) && tmp !== join(tmpdir(), n));
+  // runc.exec's process.json dirs and the console sockets' dirs (ConsoleSocket.listen).
+  t.same(newTmp.filter((n) => /^(runc-process-|pty)/.test(n)), [], 'no temp dirs or console sockets left in the system temp dir');
+  let zombies = zombieChildren(process.pid);
+  for (let i = 0; i < 40 && zombies.length > 0; i++) {
+    await sleep(50);
+    zombies = zombieChildren(process.pid);
+  }
+  t.same(zombies, [], 'no zombie children');
+  t.same(liveChildren(), [], 'no child processes left running');
+  for (const fifo of fifos) fifo.close();
+  await sleep(50);
+  const leaked = openFds().filter((target) => target.startsWith(`${tmp}/`) || /eventfd|ptmx|\/dev\/pts\//.test(target));
+  for (const target of fdsBefore) {
+    const i = leaked.indexOf(target);
+    if (i >= 0) leaked.splice(i, 1);
+  }
+  t.same(leaked, [], 'no fds left open into the temp dir, no eventfds, no ptys');
+});
+
+function walk(dir: string): string[] {
+  const out: string[] = [];
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    out.push(p);
+    if (e.isDirectory()) out.push(...walk(p));
+  }
+  return out;
+}
+
+function isFifo(path: string): boolean {
+  try {
+    return lstatSync(path).isFIFO();
+  } catch {
+    return false;
+  }
+}
+
+/** This process's open fds whose target is `path`. */
+function fdsInto(path: string): string[] {
+  return openFds().filter((target) => target === path);
+}
+
+/** The targets of this process's open fds. */
+function openFds(): string[] {
+  const out: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      out.push(readlinkSync(`/proc/self/fd/${fd}`));
+    } catch {
+      // closed meanwhile (readdir's own fd)
+    }
+  }
+  return out;
+}
+
+/** Children of this process that are alive (not zombies), with their command lines. */
+function liveChildren(): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(rest[1]) !== process.pid || rest[0] === 'Z') continue;
+      out.push(`${name}: ${readFileSync(`/proc/${name}/cmdline`, 'latin1').replace(/\0/g, ' ')}`);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
