@@ -1,4 +1,4 @@
-import yargs from 'yargs';
+import parser from 'yargs-parser';
 
 /** The command line containerd gives a shim, Go-flag style (`-namespace ns`). */
 export interface ShimArgs {
@@ -14,46 +14,65 @@ export interface ShimArgs {
   readonly action: 'start' | 'delete' | undefined;
 }
 
+const STRING_FLAGS = ['namespace', 'id', 'address', 'publish-binary', 'bundle', 'socket'] as const;
+const BOOLEAN_FLAGS = ['debug', 'v'] as const;
+const KNOWN_FLAGS: ReadonlySet<string> = new Set<string>([...STRING_FLAGS, ...BOOLEAN_FLAGS]);
+
 /**
  * Parses the shim's flags. Go's flag package takes `-name value`,
- * `-name=value` and `--name value` alike; yargs does too once short-option
- * grouping is off (otherwise `-id` would mean `-i -d`).
+ * `-name=value` and `--name value` alike; so does yargs's parser once
+ * short-option grouping is off (otherwise `-id` would mean `-i -d`).
+ *
+ * This is yargs-parser, the parser inside yargs, without yargs's usage and
+ * help machinery: `start` and `delete` run once per container, and loading
+ * yargs itself costs more than everything else they do.
  */
 export function parseShimArgs(argv: readonly string[]): ShimArgs {
-  const parsed = yargs([...argv])
-    // Go's flag package: a repeated flag keeps its last value, never a list.
-    .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': true, 'strip-dashed': true, 'duplicate-arguments-array': false })
-    .scriptName('containerd-shim-flint-v2')
-    .usage('$0 [flags] [start|delete]')
-    .option('namespace', { type: 'string', default: '', requiresArg: true, describe: 'namespace that owns the shim' })
-    .option('id', { type: 'string', default: '', requiresArg: true, describe: 'id of the task' })
-    .option('address', { type: 'string', default: '', requiresArg: true, describe: 'grpc address of containerd' })
-    .option('publish-binary', { type: 'string', default: '', requiresArg: true, describe: 'path to publish binary (used for publishing events)' })
-    .option('bundle', { type: 'string', default: '', requiresArg: true, describe: 'path to the bundle if not workdir' })
-    .option('socket', { type: 'string', default: '', requiresArg: true, describe: 'socket path to serve' })
-    .option('debug', { type: 'boolean', default: false, describe: 'enable debug output in logs' })
-    .option('v', { type: 'boolean', default: false, describe: 'show the shim version and exit' })
-    .version(false)
-    .help(false)
-    .strictOptions()
-    .exitProcess(false)
-    .fail((message, err) => {
-      throw err ?? new Error(message);
-    })
-    .parseSync();
-  const positional = parsed._.map(String);
+  const parsed = parser.detailed([...argv], {
+    string: [...STRING_FLAGS],
+    boolean: [...BOOLEAN_FLAGS],
+    configuration: {
+      'short-option-groups': false,
+      'camel-case-expansion': false,
+      // Go's flag package: a repeated flag keeps its last value, never a list.
+      'duplicate-arguments-array': false,
+      'parse-numbers': false,
+      'parse-positional-numbers': false,
+    },
+  });
+  if (parsed.error) throw parsed.error;
+  const flags = parsed.argv as Record<string, unknown> & { _: (string | number)[] };
+  for (const key of Object.keys(flags)) {
+    if (key !== '_' && key !== '--' && !KNOWN_FLAGS.has(key)) throw new Error(`Unknown argument: ${key}`);
+  }
+  assertFlagValues(argv);
+  const positional = flags._.map(String);
   if (positional.length > 1) throw new Error(`too many arguments: ${positional.join(' ')}`);
   const action = positional[0];
   if (action !== undefined && action !== 'start' && action !== 'delete') throw new Error(`unknown action ${JSON.stringify(action)}: want start or delete`);
+  const text = (name: (typeof STRING_FLAGS)[number]): string => {
+    const value = flags[name];
+    return typeof value === 'string' ? value : '';
+  };
   return {
-    namespace: parsed.namespace,
-    id: parsed.id,
-    address: parsed.address,
-    publishBinary: parsed.publishBinary,
-    bundle: parsed.bundle,
-    socket: parsed.socket,
-    debug: parsed.debug,
-    version: parsed.v,
+    namespace: text('namespace'),
+    id: text('id'),
+    address: text('address'),
+    publishBinary: text('publish-binary'),
+    bundle: text('bundle'),
+    socket: text('socket'),
+    debug: flags.debug === true,
+    version: flags.v === true,
     action,
   };
+}
+
+/** A value flag needs a value, as in Go: a bare `-id` at the end is an error, not an empty id. */
+function assertFlagValues(argv: readonly string[]): void {
+  argv.forEach((arg, index) => {
+    const name = /^--?([a-z-]+)$/.exec(arg)?.[1];
+    if (name && (STRING_FLAGS as readonly string[]).includes(name) && index === argv.length - 1) {
+      throw new Error(`flag needs an argument: -${name}`);
+    }
+  });
 }
