@@ -22,7 +22,7 @@ proto:
 	bash scripts/gen-proto.sh
 
 test: build
-	npx tap
+	npx tap dist/test/*.test.js
 
 demo: build
 	bash scripts/demo.sh

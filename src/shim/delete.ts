@@ -1,3 +1,5 @@
+import { readFile, stat, unlink } from 'node:fs/promises';
+import net from 'node:net';
 import { join } from 'node:path';
 import { unmountAll } from '../bundle/mount.js';
 import { loadConfig } from '../config/config.js';
@@ -8,15 +10,18 @@ import { timestampOf } from '../sys/exit-status.js';
 import { readPidFile } from '../taskapi/process/pid-file.js';
 import { readRuncSettings } from '../taskapi/runc-settings.js';
 import type { ShimArgs } from './args.js';
+import { socketPath } from './socket-address.js';
 
 /** What the runc shim reports for a task it had to clean up after: SIGKILL. */
 const KILLED_EXIT_STATUS = 137;
+/** How long the probe of the server's socket may take; a live server accepts at once. */
+const PROBE_TIMEOUT_MS = 1_000;
 
 /**
  * `delete`: containerd 1.6 runs it whenever a shim connection closes, on
  * normal teardown too, so it must be idempotent. It removes what a dead
- * server may have left (runc state, rootfs mounts) and writes a binary
- * DeleteResponse to stdout.
+ * server may have left (runc state, rootfs mounts, its socket) and writes
+ * a binary DeleteResponse to stdout.
  */
 export async function deleteShim(args: ShimArgs): Promise<Uint8Array> {
   const bundle = args.bundle || process.cwd();
@@ -26,6 +31,42 @@ export async function deleteShim(args: ShimArgs): Promise<Uint8Array> {
     if (!(err instanceof NotFoundError)) throw err;
   });
   await unmountAll(join(bundle, 'rootfs'));
+  await removeDeadSocket(bundle);
   const pid = await readPidFile(join(bundle, 'init.pid')).catch(() => 0);
   return containerd.task.v2.DeleteResponse.encode({ pid, exitStatus: KILLED_EXIT_STATUS, exitedAt: timestampOf(new Date()) }).finish();
+}
+
+/**
+ * A server killed without its shutdown (SIGKILL, OOM) leaves its socket in
+ * /run/containerd/s. Removed only when nothing listens on it any more: a
+ * group's server may still serve other containers, and a socket whose
+ * inode changed since the probe belongs to a server started meanwhile.
+ */
+async function removeDeadSocket(bundle: string): Promise<void> {
+  let path: string;
+  try {
+    path = socketPath((await readFile(join(bundle, 'address'), 'utf8')).trim());
+  } catch {
+    return;
+  }
+  if (!path.startsWith('/')) return;
+  const before = await stat(path).catch(() => undefined);
+  if (!before?.isSocket() || !(await refused(path))) return;
+  const after = await stat(path).catch(() => undefined);
+  if (after?.ino !== before.ino || after.dev !== before.dev) return;
+  await unlink(path).catch(() => {});
+}
+
+/** True when connecting to `path` is refused: a socket file with no listener. */
+function refused(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection({ path });
+    const done = (dead: boolean): void => {
+      socket.destroy();
+      resolve(dead);
+    };
+    socket.setTimeout(PROBE_TIMEOUT_MS, () => done(false));
+    socket.once('connect', () => done(false));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
+  });
 }

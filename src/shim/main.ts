@@ -1,6 +1,9 @@
 import { parseShimArgs } from './args.js';
 import { versionText } from './version.js';
 
+/** The listening socket of a server started the runc shim's way. */
+const LISTENER_FD = 3;
+
 /**
  * The shim's command line: `-v`, `start`, `delete`, or (no action) the
  * long-lived server that `start` spawns. `start` prints only the address
@@ -24,8 +27,15 @@ export async function shimMain(argv: readonly string[], scriptPath: string): Pro
   try {
     switch (args.action) {
       case 'start': {
-        const { startShim } = await import('./start.js');
-        process.stdout.write(await startShim(args, [scriptPath]));
+        // The server boots while start works out where it should listen.
+        const { ServerHandoff } = await import('./handoff.js');
+        const handoff = ServerHandoff.spawn([scriptPath], args.bundle || process.cwd());
+        try {
+          const { startShim } = await import('./start.js');
+          process.stdout.write(await startShim(args, handoff));
+        } finally {
+          handoff.close();
+        }
         return;
       }
       case 'delete': {
@@ -34,8 +44,17 @@ export async function shimMain(argv: readonly string[], scriptPath: string): Pro
         return;
       }
       case undefined: {
-        const { serveShim } = await import('./serve.js');
-        await serveShim(args);
+        const { isHandoffServer, receiveHandoff } = await import('./handoff.js');
+        if (!isHandoffServer()) {
+          // Started by hand with a listening socket as fd 3, as the runc shim's server is.
+          const { serveShim } = await import('./serve.js');
+          await serveShim(args, LISTENER_FD, undefined);
+          return;
+        }
+        const [{ serveShim }, handoff] = await Promise.all([import('./serve.js'), receiveHandoff()]);
+        if (!handoff) process.exit(0);
+        const { listenerFd, message } = handoff;
+        await serveShim({ ...args, ...message, action: undefined }, listenerFd, message.configPath);
         return;
       }
     }

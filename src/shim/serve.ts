@@ -19,15 +19,14 @@ import { socketPath } from './socket-address.js';
 
 /** How long shutdown waits for queued events to reach containerd. */
 const PUBLISHER_DRAIN_MS = 5_000;
-/** The listening socket `start` hands over. */
-const LISTENER_FD = 3;
 
 /**
  * The long-lived shim server: serves the task API on the socket from
  * `start` until Shutdown finds no container left, or SIGTERM/SIGINT.
+ * `configPath` is the config file the task's runtime options named, if any.
  */
-export async function serveShim(args: ShimArgs): Promise<void> {
-  const { config } = loadConfig();
+export async function serveShim(args: ShimArgs, listenerFd: number, configPath: string | undefined): Promise<void> {
+  const { config } = loadConfig(configPath);
   const log = createShimLogger(join(process.cwd(), 'log'), args.debug ? 'debug' : config.logLevel, { runtime: 'flint', namespace: args.namespace });
   const reaper = Reaper.get();
   const publisher = new ForwardingPublisher(process.env.TTRPC_ADDRESS || `${args.address}.ttrpc`, log.child({ component: 'publisher' }));
@@ -56,7 +55,7 @@ export async function serveShim(args: ShimArgs): Promise<void> {
   server.register(TaskDescriptor, traced(service, log, 'task'));
 
   const listener = net.createServer();
-  listener.listen({ fd: LISTENER_FD });
+  listener.listen({ fd: listenerFd });
   server.serve(listener);
 
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

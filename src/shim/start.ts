@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { chmodSync, linkSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { loadConfig } from '../config/config.js';
 import { google } from '../generated/index.js';
 import { decodeTaskOptions } from '../taskapi/options.js';
 import type { ShimArgs } from './args.js';
+import type { ServerHandoff } from './handoff.js';
 import { shimGroup } from './group.js';
 import { shimSocketAddress, socketPath } from './socket-address.js';
 
@@ -18,11 +18,12 @@ const PROBE_TIMEOUT_MS = 1_000;
  * returns its address, which containerd dials. It is called with the bundle
  * as cwd and the task's runtime options (an Any) on stdin.
  *
- * The server is started with the listening socket as fd 3, detached and with
- * no stdio of ours, because containerd waits for EOF on this process's
- * output before it dials.
+ * The server was spawned before this runs (see handoff.ts), detached and
+ * with no stdio of ours, because containerd waits for EOF on this process's
+ * output before it dials; here it is handed the listening socket, or let go
+ * when a live server of the group already answers.
  */
-export async function startShim(args: ShimArgs, serverArgv: readonly string[]): Promise<string> {
+export async function startShim(args: ShimArgs, handoff: ServerHandoff): Promise<string> {
   const bundle = args.bundle || process.cwd();
   const options = decodeTaskOptions(readOptionsFromStdin());
   const { config } = loadConfig(options.configPath);
@@ -33,13 +34,14 @@ export async function startShim(args: ShimArgs, serverArgv: readonly string[]): 
   const listener = await listenOrReuse(path);
   if (listener) {
     try {
-      const child = spawn(process.execPath, [...serverArgv, '-namespace', args.namespace, '-id', args.id, '-address', args.address, '-socket', address, ...(args.debug ? ['-debug'] : [])], {
-        cwd: bundle,
-        detached: true,
-        stdio: ['ignore', 'ignore', 'ignore', listenerFd(listener)],
-        env: options.configPath ? { ...process.env, FLINT_CONFIG: options.configPath } : process.env,
+      handoff.send(listenerFd(listener), {
+        namespace: args.namespace,
+        id: args.id,
+        address: args.address,
+        socket: address,
+        debug: args.debug,
+        configPath: options.configPath,
       });
-      child.unref();
     } catch (err) {
       rmSync(path, { force: true });
       throw err;

@@ -9,6 +9,7 @@ import { timestampOf } from '../sys/exit-status.js';
 import { Container, type RuncSettings } from './container.js';
 import { sinkFor, taskEvents, type EventPublisher } from './events.js';
 import { metricsAny } from './metrics.js';
+import { writeDeleteMarker } from './delete-marker.js';
 import { decodeTaskOptions } from './options.js';
 import type { StateName } from './process/state-machine.js';
 
@@ -98,7 +99,10 @@ export class RuncTaskService implements TaskService {
     const container = this.container(ctx, request.id);
     const process = container.process(request.execId);
     const exit = await container.delete(request.execId);
-    if (!request.execId) this.containers.delete(this.key(ctx, request.id));
+    if (!request.execId) {
+      this.containers.delete(this.key(ctx, request.id));
+      await writeDeleteMarker(container.bundle, process.pid, exit);
+    }
     return { pid: process.pid, exitStatus: exit?.status ?? 0, exitedAt: timestampOf(exit?.exitedAt) };
   }
 

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { NotFoundError } from '../errdefs/errors.js';
 import { containerd, type google, type TaskService } from '../generated/index.js';
-import { timestampOf } from '../sys/exit-status.js';
+import { dateOf, timestampOf } from '../sys/exit-status.js';
+import { writeDeleteMarker } from '../taskapi/delete-marker.js';
 import { taskEvents, type EventPublisher } from '../taskapi/events.js';
 import type { CallContext, CallOptions } from '../ttrpc/context.js';
 import { Metadata, NAMESPACE_KEY } from '../ttrpc/metadata.js';
@@ -26,6 +27,8 @@ interface HostProcess {
   readonly execId: string;
   readonly stdio: HostStdio | undefined;
   readonly paths: { stdin: string; stdout: string; stderr: string; terminal: boolean };
+  /** The host bundle, for a task (empty for an exec). */
+  readonly bundle: string;
   pid: number;
   lostExit: { status: number; exitedAt: Date } | undefined;
   readonly lostWaiters: (() => void)[];
@@ -85,7 +88,7 @@ export class VmTaskService implements TaskService {
         this.callOptions(ctx),
       );
       await stdio.host?.connect();
-      this.remember(ctx, request.id, '', stdio.host, paths, response.pid);
+      this.remember(ctx, request.id, '', request.bundle, stdio.host, paths, response.pid);
       return response;
     } catch (err) {
       stdio.host?.close();
@@ -101,7 +104,7 @@ export class VmTaskService implements TaskService {
     try {
       await task.exec({ ...request, spec: wrapExtraData({ jsonSpec: request.spec?.value ?? new Uint8Array(), runcOptions: undefined, ports: stdio.ports }) }, this.callOptions(ctx));
       await stdio.host?.connect();
-      this.remember(ctx, request.id, request.execId, stdio.host, paths, 0);
+      this.remember(ctx, request.id, request.execId, '', stdio.host, paths, 0);
       return {};
     } catch (err) {
       stdio.host?.close();
@@ -129,6 +132,10 @@ export class VmTaskService implements TaskService {
     await process?.stdio?.drain(DRAIN_TIMEOUT_MS);
     process?.stdio?.close();
     if (!request.execId) {
+      if (process?.bundle) {
+        const exitedAt = dateOf(response.exitedAt);
+        await writeDeleteMarker(process.bundle, response.pid ?? 0, exitedAt ? { pid: response.pid ?? 0, status: response.exitStatus ?? 0, exitedAt } : undefined);
+      }
       for (const [other, exec] of [...this.processes]) {
         if (exec.namespace === process?.namespace && exec.id === request.id) {
           exec.stdio?.close();
@@ -225,8 +232,8 @@ export class VmTaskService implements TaskService {
     return { ports, host: HostStdio.dial(this.options.address, ports, paths, this.options.dialTimeoutMs) };
   }
 
-  private remember(ctx: CallContext, id: string, execId: string, stdio: HostStdio | undefined, paths: HostProcess['paths'], pid: number): void {
-    this.processes.set(this.key(ctx, id, execId), { namespace: this.namespace(ctx), id, execId, stdio, paths, pid, lostExit: undefined, lostWaiters: [] });
+  private remember(ctx: CallContext, id: string, execId: string, bundle: string, stdio: HostStdio | undefined, paths: HostProcess['paths'], pid: number): void {
+    this.processes.set(this.key(ctx, id, execId), { namespace: this.namespace(ctx), id, execId, bundle, stdio, paths, pid, lostExit: undefined, lostWaiters: [] });
   }
 
   /**

@@ -1,0 +1,98 @@
+import { spawn } from 'node:child_process';
+import { closeSync } from 'node:fs';
+import { recvFd, sendFd } from '../native/fdpass.js';
+import { setNonblocking } from '../native/fd.js';
+import { Poller } from '../native/poll.js';
+import { socketpair } from '../native/socket.js';
+
+/** Set in the pre-spawned server's environment: the fd of its end of the handoff socket. */
+export const HANDOFF_ENV = 'FLINT_SHIM_HANDOFF_FD';
+const HANDOFF_FD = 3;
+
+/** What `start` tells the server it pre-spawned, along with the listening socket. */
+export interface HandoffMessage {
+  readonly namespace: string;
+  readonly id: string;
+  readonly address: string;
+  readonly socket: string;
+  readonly debug: boolean;
+  /** A config file named by the task's runtime options, if any. */
+  readonly configPath: string | undefined;
+}
+
+/**
+ * The server process, started by `start` before it knows whether it needs
+ * one. Loading the server's modules takes longer than everything `start`
+ * does, so the two overlap: `start` works out the group and binds the
+ * socket while the server boots, then hands it the listening socket over a
+ * socketpair (SCM_RIGHTS). If a live server already serves the group, the
+ * spare is told nothing and exits when its end of the socketpair closes.
+ */
+export class ServerHandoff {
+  private constructor(private fd: number | undefined) {}
+
+  static spawn(serverArgv: readonly string[], cwd: string): ServerHandoff {
+    const [parentEnd, childEnd] = socketpair();
+    try {
+      const child = spawn(process.execPath, [...serverArgv], {
+        cwd,
+        detached: true,
+        stdio: ['ignore', 'ignore', 'ignore', childEnd],
+        env: { ...process.env, [HANDOFF_ENV]: String(HANDOFF_FD) },
+      });
+      child.unref();
+    } finally {
+      closeSync(childEnd);
+    }
+    return new ServerHandoff(parentEnd);
+  }
+
+  /** Gives the server the listening socket and what to serve. */
+  send(listenerFd: number, message: HandoffMessage): void {
+    if (this.fd === undefined) throw new Error('the server handoff is already closed');
+    sendFd(this.fd, listenerFd, Buffer.from(JSON.stringify(message)));
+    this.close();
+  }
+
+  /** Lets the server go without work: it sees EOF and exits. */
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/**
+ * In the pre-spawned server: waits for `start`'s message. Resolves with the
+ * listening socket and what to serve, or undefined when `start` closed the
+ * handoff without one.
+ */
+export function receiveHandoff(): Promise<{ listenerFd: number; message: HandoffMessage } | undefined> {
+  const fd = Number(process.env[HANDOFF_ENV]);
+  delete process.env[HANDOFF_ENV];
+  setNonblocking(fd, true);
+  return new Promise((resolve, reject) => {
+    const poller = new Poller(fd, (err) => {
+      if (err) return finish(() => reject(err));
+      let received;
+      try {
+        received = recvFd(fd);
+      } catch (error) {
+        return finish(() => reject(error));
+      }
+      if (received === null) return; // spurious wake-up
+      if (received.fd < 0) return finish(() => resolve(undefined));
+      const message = JSON.parse(received.data.toString('utf8')) as HandoffMessage;
+      finish(() => resolve({ listenerFd: received.fd, message }));
+    });
+    const finish = (settle: () => void) => {
+      poller.close();
+      closeSync(fd);
+      settle();
+    };
+    poller.start(true, false);
+  });
+}
+
+export function isHandoffServer(): boolean {
+  return process.env[HANDOFF_ENV] !== undefined;
+}
