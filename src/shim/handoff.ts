@@ -4,6 +4,7 @@ import { recvFd, sendFd } from '../native/fdpass.js';
 import { setNonblocking } from '../native/fd.js';
 import { Poller } from '../native/poll.js';
 import { socketpair } from '../native/socket.js';
+import { loadConfig } from '../config/config.js';
 
 /** Set in the pre-spawned server's environment: the fd of its end of the handoff socket. */
 export const HANDOFF_ENV = 'FLINT_SHIM_HANDOFF_FD';
@@ -95,4 +96,19 @@ export function receiveHandoff(): Promise<{ listenerFd: number; message: Handoff
 
 export function isHandoffServer(): boolean {
   return process.env[HANDOFF_ENV] !== undefined;
+}
+
+/**
+ * Whether a new container probably needs a new server: with one server per
+ * sandbox (the default) it does; with one per namespace or per agent it
+ * usually joins a live one. Only the config file is read here; the task's
+ * runtime options may name another, which start then honours.
+ */
+export function serverLikelyNeeded(): boolean {
+  try {
+    const { config } = loadConfig();
+    return config.mode === 'embedded' && config.group === 'sandbox';
+  } catch {
+    return false;
+  }
 }

@@ -14,7 +14,12 @@ export function createShimLogger(fifoPath: string, level: string, bindings: Reco
   } catch {
     return pino({ level, enabled: false });
   }
-  const destination = pino.destination({ dest: fd, sync: false });
+  // Synchronous writes that never retry: an asynchronous destination is
+  // flushed at exit by sonic-boom's flushSync, which retries forever once the
+  // FIFO has no reader (EPIPE: containerd closes it after Shutdown), so the
+  // server would never exit; and a full FIFO (EAGAIN) must not block the
+  // shim either. A line that cannot be written now is kept for the next write.
+  const destination = pino.destination({ dest: fd, sync: true, retryEAGAIN: () => false });
   // containerd goes away (or deletes the bundle) before we do: never die of a log write.
   destination.on('error', () => {});
   return pino({ level, base: { pid: process.pid, ...bindings } }, destination);

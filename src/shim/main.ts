@@ -27,14 +27,17 @@ export async function shimMain(argv: readonly string[], scriptPath: string): Pro
   try {
     switch (args.action) {
       case 'start': {
-        // The server boots while start works out where it should listen.
-        const { ServerHandoff } = await import('./handoff.js');
-        const handoff = ServerHandoff.spawn([scriptPath], args.bundle || process.cwd());
+        const { ServerHandoff, serverLikelyNeeded } = await import('./handoff.js');
+        const serverArgv = [scriptPath, '-namespace', args.namespace, '-id', args.id, '-address', args.address, ...(args.debug ? ['-debug'] : [])];
+        const cwd = args.bundle || process.cwd();
+        // The server boots while start works out where it should listen,
+        // unless this container most likely joins a live server.
+        const early = serverLikelyNeeded() ? ServerHandoff.spawn(serverArgv, cwd) : undefined;
         try {
           const { startShim } = await import('./start.js');
-          process.stdout.write(await startShim(args, handoff));
+          process.stdout.write(await startShim(args, () => early ?? ServerHandoff.spawn(serverArgv, cwd)));
         } finally {
-          handoff.close();
+          early?.close();
         }
         return;
       }

@@ -23,7 +23,7 @@ const PROBE_TIMEOUT_MS = 1_000;
  * output before it dials; here it is handed the listening socket, or let go
  * when a live server of the group already answers.
  */
-export async function startShim(args: ShimArgs, handoff: ServerHandoff): Promise<string> {
+export async function startShim(args: ShimArgs, takeServer: () => ServerHandoff): Promise<string> {
   const bundle = args.bundle || process.cwd();
   const options = decodeTaskOptions(readOptionsFromStdin());
   const { config } = loadConfig(options.configPath);
@@ -34,7 +34,7 @@ export async function startShim(args: ShimArgs, handoff: ServerHandoff): Promise
   const listener = await listenOrReuse(path);
   if (listener) {
     try {
-      handoff.send(listenerFd(listener), {
+      takeServer().send(listenerFd(listener), {
         namespace: args.namespace,
         id: args.id,
         address: args.address,

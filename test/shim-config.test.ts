@@ -1,0 +1,91 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { busyboxRootfs, CONTAINER_PATH, startContainerd, waitForClean, isClean, type Containerd } from './harness/index.js';
+import { listProcesses } from './harness/procfs.js';
+import { RUNTIMES } from './harness/scenario.js';
+
+/**
+ * The shim's configuration through containerd: where it is looked up, what
+ * a bad file does, grouping, and log URIs.
+ */
+const dir = mkdtempSync('/tmp/fcfg-');
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+function runArgs(c: Containerd, id: string, extra: string[], cmd: string[]): string[] {
+  return ['run', '--runtime', RUNTIMES.flint, '--fifo-dir', c.fifoDir, '--env', CONTAINER_PATH, ...extra, '--rootfs', busyboxRootfs(c), id, ...cmd];
+}
+
+t.test('a bad config makes start fail, naming the file and the key', async (t) => {
+  const bad = join(dir, 'bad.json');
+  writeFileSync(bad, JSON.stringify({ group: 'pod' }));
+  const c = await startContainerd({ env: { FLINT_CONFIG: bad } });
+  t.teardown(() => c.stop());
+  const r = await c.ctr(['run', '--rm', ...runArgs(c, c.newId('bad'), [], ['true']).slice(1)]);
+  t.not(r.code, 0, 'ctr run fails');
+  t.match(r.stderr, bad, 'names the file');
+  t.match(r.stderr, /key "group"/, 'names the key');
+  const report = await waitForClean(c, 10_000);
+  t.ok(isClean(report), 'nothing left', { report });
+});
+
+t.test('--runtime-config-path wins over $FLINT_CONFIG', async (t) => {
+  const bad = join(dir, 'env-bad.json');
+  writeFileSync(bad, '{ not json');
+  const good = join(dir, 'good.json');
+  writeFileSync(good, JSON.stringify({ logLevel: 'debug' }));
+  const c = await startContainerd({ env: { FLINT_CONFIG: bad } });
+  t.teardown(() => c.stop());
+  const r = await c.ctr(['run', '--rm', '--runtime-config-path', good, ...runArgs(c, c.newId('path'), [], ['echo', 'ok']).slice(1)]);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout.toString(), 'ok\n');
+});
+
+t.test('group "namespace": one shim server serves every container of the namespace', async (t) => {
+  const config = join(dir, 'ns.json');
+  writeFileSync(config, JSON.stringify({ group: 'namespace' }));
+  const c = await startContainerd({ env: { FLINT_CONFIG: config } });
+  t.teardown(() => c.stop());
+  const ids = [c.newId('g1'), c.newId('g2'), c.newId('g3')];
+  for (const id of ids) {
+    const r = await c.ctr(['run', '-d', ...runArgs(c, id, [], ['sleep', '1000']).slice(1)]);
+    t.equal(r.code, 0, r.stderr);
+  }
+  const addresses = ids.map((id) => readFileSync(join(c.state, 'io.containerd.runtime.v2.task', c.namespace, id, 'address'), 'utf8'));
+  t.equal(new Set(addresses).size, 1, 'one address for all three');
+  const servers = listProcesses().filter((p) => p.argv.some((a) => a.endsWith('bundle/shim.js')) && p.argv.includes(c.address) && !p.argv.includes('start') && !p.argv.includes('delete'));
+  t.equal(servers.length, 1, 'one server process');
+  const exec = await c.ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'e', ids[1]!, 'sh', '-c', 'exit 4']);
+  t.equal(exec.code, 4, 'exec routed to the right container');
+  for (const id of ids) {
+    await c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+    await c.ctr(['task', 'delete', '-f', id]);
+    await c.ctr(['container', 'delete', id]);
+  }
+  const report = await waitForClean(c, 10_000);
+  t.ok(isClean(report), 'the server exits after its last container', { report });
+});
+
+t.test('file:// and binary:// log URIs', async (t) => {
+  const c = await startContainerd();
+  t.teardown(() => c.stop());
+  const logFile = join(dir, 'logs', 'out.log');
+  const r = await c.ctr(['run', '--rm', '--log-uri', `file://${logFile}`, ...runArgs(c, c.newId('file'), [], ['sh', '-c', 'echo to-file; echo err-to-file >&2']).slice(1)]);
+  t.equal(r.code, 0, r.stderr);
+  const text = readFileSync(logFile, 'utf8');
+  t.match(text, /to-file/);
+  t.match(text, /err-to-file/);
+
+  const logger = join(dir, 'logger.sh');
+  const captured = join(dir, 'captured.log');
+  writeFileSync(logger, `#!/bin/sh\nexec 5>&-\necho "$CONTAINER_NAMESPACE/$CONTAINER_ID" > ${captured}\ncat <&3 >> ${captured} &\ncat <&4 >> ${captured}\nwait\n`);
+  chmodSync(logger, 0o755);
+  const id = c.newId('bin');
+  const b = await c.ctr(['run', '--rm', '--log-uri', `binary://${logger}`, ...runArgs(c, id, [], ['sh', '-c', 'echo to-logger']).slice(1)]);
+  t.equal(b.code, 0, b.stderr);
+  const deadline = Date.now() + 5_000;
+  while (!readFileSync(captured, 'utf8').includes('to-logger') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const got = readFileSync(captured, 'utf8');
+  t.match(got, `${c.namespace}/${id}`, 'logger got CONTAINER_NAMESPACE and CONTAINER_ID');
+  t.match(got, /to-logger/, 'logger got the output on fd 3');
+});
