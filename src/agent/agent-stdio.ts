@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { pipeline, type Duplex } from 'node:stream';
-import { mkfifo } from '../native/fd.js';
+import { growPipe, mkfifo } from '../native/fd.js';
 import type { StdioPorts } from '../vm/extra-data.js';
 import { acceptOne, openPortListener, type PortListener } from '../vsock/listener.js';
 
@@ -70,6 +70,7 @@ export class AgentStdio {
       return;
     }
     const reader = openSync(path, O_RDONLY | O_NONBLOCK);
+    growPipe(reader);
     this.keepAlives.push(openSync(path, O_WRONLY | O_NONBLOCK));
     this.fifoEnds.set(stream, new net.Socket({ fd: reader, readable: true, writable: false }));
   }

@@ -67,6 +67,7 @@ export interface NativeAddon {
   waitpidNoHang(pid: number): { pid: number; status: number; signal: number | null } | null;
   pipe(): [number, number];
   mkfifo(path: string, mode: number): void;
+  setPipeSize(fd: number, size: number): number;
   setNonblocking(fd: number, on: boolean): void;
   accept4(fd: number): number | null;
   socketError(fd: number): number;

@@ -14,3 +14,19 @@ export function setNonblocking(fd: number, on: boolean): void {
 export function mkfifo(path: string, mode = 0o600): void {
   native.mkfifo(path, mode);
 }
+
+/** The pipe buffer size flint asks for on output FIFOs (the default pipe-max-size). */
+export const OUTPUT_PIPE_SIZE = 1 << 20;
+
+/**
+ * Grows a pipe's or FIFO's buffer (F_SETPIPE_SZ), best effort: output then
+ * streams with fewer wake-ups of writer and reader. Returns the size in
+ * force, or undefined when the kernel refused (the default size stays).
+ */
+export function growPipe(fd: number, size = OUTPUT_PIPE_SIZE): number | undefined {
+  try {
+    return native.setPipeSize(fd, size);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,6 +1,7 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import net from 'node:net';
 import { pipeline, type Duplex } from 'node:stream';
+import { growPipe } from '../native/fd.js';
 import { dialAgent } from '../vsock/dial.js';
 import type { StdioPorts } from './extra-data.js';
 
@@ -56,7 +57,9 @@ export class HostStdio {
       const conn = conns.get(stream);
       if (!conn) continue;
       // Read-write: never blocks, never EPIPE when the client's reader is gone.
-      const fifo = new net.Socket({ fd: openSync(this.paths[stream], O_RDWR | O_NONBLOCK), readable: false, writable: true });
+      const fd = openSync(this.paths[stream], O_RDWR | O_NONBLOCK);
+      growPipe(fd);
+      const fifo = new net.Socket({ fd, readable: false, writable: true });
       this.outputs.push(new Promise((resolve) => pipeline(conn, fifo, () => resolve())));
     }
   }

@@ -1,7 +1,7 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { setNonblocking } from '../../native/fd.js';
+import { growPipe, setNonblocking } from '../../native/fd.js';
 import { CopyGroup } from './copy-group.js';
 import type { ProcessIO, RuncStdio } from './process-io.js';
 
@@ -40,8 +40,8 @@ export class FifoIO implements ProcessIO {
         this.holdProcessEnd(0, reader);
       }
       if (!terminal) {
-        if (paths.stdout) this.holdProcessEnd(1, openSync(paths.stdout, O_RDWR));
-        if (paths.stderr) this.holdProcessEnd(2, openSync(paths.stderr, O_RDWR));
+        if (paths.stdout) this.holdProcessEnd(1, openOutput(paths.stdout, O_RDWR));
+        if (paths.stderr) this.holdProcessEnd(2, openOutput(paths.stderr, O_RDWR));
       }
     } catch (err) {
       this.closeFds();
@@ -65,7 +65,7 @@ export class FifoIO implements ProcessIO {
       this.copies.pipe(stdin, master, { endTarget: false });
     }
     if (this.paths.stdout) {
-      const stdout = new net.Socket({ fd: openSync(this.paths.stdout, O_RDWR | O_NONBLOCK), readable: false, writable: true });
+      const stdout = new net.Socket({ fd: openOutput(this.paths.stdout, O_RDWR | O_NONBLOCK), readable: false, writable: true });
       this.copies.pipe(master, stdout, { endTarget: true });
     } else {
       master.resume();
@@ -94,4 +94,11 @@ export class FifoIO implements ProcessIO {
     for (const fd of this.processEnds.splice(0)) closeSync(fd);
     this.closeStdin();
   }
+}
+
+/** Opens an output FIFO with a larger buffer, so bulk output takes fewer round trips through the reader. */
+function openOutput(path: string, flags: number): number {
+  const fd = openSync(path, flags);
+  growPipe(fd);
+  return fd;
 }
