@@ -31,9 +31,10 @@ bench: build
 	node dist/bench/run.js
 
 install: build
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR)
-	cp -r package.json bin dist build node_modules $(DESTDIR)$(LIBDIR)/
-	npm prune --omit=dev --prefix $(DESTDIR)$(LIBDIR) >/dev/null 2>&1 || true
+	install -d $(DESTDIR)$(LIBDIR)/dist $(DESTDIR)$(LIBDIR)/build/Release $(DESTDIR)$(BINDIR)
+	cp -r package.json bin $(DESTDIR)$(LIBDIR)/
+	cp -r dist/bundle $(DESTDIR)$(LIBDIR)/dist/
+	cp build/Release/flint.node $(DESTDIR)$(LIBDIR)/build/Release/
 	ln -sf $(LIBDIR)/bin/containerd-shim-flint-v2 $(DESTDIR)$(BINDIR)/containerd-shim-flint-v2
 	ln -sf $(LIBDIR)/bin/flint-agent $(DESTDIR)$(BINDIR)/flint-agent
 	@echo
@@ -41,6 +42,9 @@ install: build
 	@echo
 	@echo '  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.flint]'
 	@echo '    runtime_type = "io.containerd.flint.v2"'
+	@echo '    # optional, a flint config file (see the README):'
+	@echo '    # [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.flint.options]'
+	@echo '    #   ConfigPath = "/etc/flint/config.json"'
 	@echo
 	@echo "and run containers with: ctr run --runtime io.containerd.flint.v2 IMAGE ID"
 
