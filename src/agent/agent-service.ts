@@ -1,11 +1,11 @@
 import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { assertSafeMountTarget } from '../bundle/mount.js';
 import { safeJoin } from '../bundle/safe-join.js';
 import { writeFileAtomic } from '../bundle/write-file-atomic.js';
 import { validateId } from '../bundle/identifiers.js';
-import { InvalidArgumentError, NotFoundError } from '../errdefs/errors.js';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errdefs/errors.js';
 import type { containerd, google, TaskService } from '../generated/index.js';
 import { CleanupStack } from '../sys/cleanup-stack.js';
 import type { RuncTaskService } from '../taskapi/service.js';
@@ -66,11 +66,14 @@ export class AgentTaskService implements TaskService {
     const namespace = ctx.metadata.getFirst(NAMESPACE_KEY) || 'default';
     validateId(namespace);
     const bundle = safeJoin(this.options.root, namespace, request.id);
+    // Checked before anything is created, so a root under /proc, /sys or /dev gets not even a directory.
+    assertSafeMountTarget(join(bundle, 'rootfs'), bundle);
     const cleanup = new CleanupStack();
     try {
-      await mkdir(join(bundle, 'rootfs'), { recursive: true, mode: 0o711 });
+      await mkdir(dirname(bundle), { recursive: true, mode: 0o711 });
+      await mkdirExclusive(bundle, request.id);
       cleanup.push('bundle', () => rm(bundle, { recursive: true, force: true }));
-      assertSafeMountTarget(join(bundle, 'rootfs'));
+      await mkdir(join(bundle, 'rootfs'), { mode: 0o711 });
       await writeFileAtomic(join(bundle, 'config.json'), specJson(extra.jsonSpec, 'create'), 0o600);
       const stdio = await this.prepareStdio(request, bundle, taskExecId(request.id, ''), extra.ports, cleanup);
       request.bundle = bundle;
@@ -234,6 +237,21 @@ export class AgentTaskService implements TaskService {
 
   private key(ctx: CallContext, id: string, execId: string): string {
     return `${this.namespaceOf(ctx)}\0${taskExecId(id, execId)}`;
+  }
+}
+
+/**
+ * Creates a task's bundle dir, refusing one that exists: it belongs to a
+ * live task (a second Create must not overwrite its config.json and then
+ * remove it while unwinding), or was left there by someone else, and
+ * anything in it, such as a rootfs symlink leading out, would be used as found.
+ */
+async function mkdirExclusive(bundle: string, id: string): Promise<void> {
+  try {
+    await mkdir(bundle, { mode: 0o711 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AlreadyExistsError(`task ${id}: bundle ${bundle} already exists`);
+    throw err;
   }
 }
 

@@ -4,6 +4,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { pipeline, type Duplex } from 'node:stream';
 import { growPipe, mkfifo } from '../native/fd.js';
+import { waitAtMost } from '../sys/wait-at-most.js';
 import type { StdioPorts } from '../vm/extra-data.js';
 import { acceptOne, openPortListener, type PortListener } from '../vsock/listener.js';
 
@@ -98,9 +99,7 @@ export class AgentStdio {
 
   /** Resolves when output has been copied to the host, or after `timeoutMs`. */
   async drain(timeoutMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(this.outputs), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-    clearTimeout(timer);
+    await waitAtMost(Promise.all(this.outputs), timeoutMs);
   }
 
   async close(): Promise<void> {

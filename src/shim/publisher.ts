@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { containerd, EventsClient } from '../generated/index.js';
 import { timestampOf } from '../sys/exit-status.js';
+import { waitAtMost } from '../sys/wait-at-most.js';
 import type { EventPublisher, TaskEvent } from '../taskapi/events.js';
 import { Client } from '../ttrpc/client.js';
 import { Metadata, NAMESPACE_KEY } from '../ttrpc/metadata.js';
@@ -51,9 +52,7 @@ export class ForwardingPublisher implements EventPublisher {
 
   /** Waits (bounded) for queued events to go out, then disconnects. */
   async close(timeoutMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.idle, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-    clearTimeout(timer);
+    await waitAtMost(this.idle, timeoutMs);
     clearTimeout(this.backoff);
     this.closed = true;
     this.client?.close();

@@ -2,6 +2,7 @@ import { closeSync, constants, openSync } from 'node:fs';
 import net from 'node:net';
 import { pipeline, type Duplex } from 'node:stream';
 import { growPipe } from '../native/fd.js';
+import { waitAtMost } from '../sys/wait-at-most.js';
 import { dialAgent } from '../vsock/dial.js';
 import type { StdioPorts } from './extra-data.js';
 
@@ -72,9 +73,7 @@ export class HostStdio {
 
   /** Resolves when the output streams have ended, or after `timeoutMs`. */
   async drain(timeoutMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(this.outputs), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-    clearTimeout(timer);
+    await waitAtMost(Promise.all(this.outputs), timeoutMs);
   }
 
   close(): void {

@@ -1,4 +1,5 @@
 import { pipeline, type Readable, type Writable } from 'node:stream';
+import { waitAtMost } from '../../sys/wait-at-most.js';
 
 /**
  * The copy loops of one process (console ↔ FIFOs, logger pipes). Each is a
@@ -29,10 +30,7 @@ export class CopyGroup {
 
   async drain(timeoutMs: number): Promise<void> {
     if (this.outputs.length === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-    await Promise.race([Promise.all(this.outputs), timeout]);
-    clearTimeout(timer);
+    await waitAtMost(Promise.all(this.outputs), timeoutMs);
   }
 
   destroy(): void {
