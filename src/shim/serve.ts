@@ -61,7 +61,7 @@ export async function serveShim(args: ShimArgs, listenerFd: number, configPath: 
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGPIPE', () => {});
-  log.info({ id: args.id, mode: config.mode }, 'shim serving');
+  log.info({ id: args.id, mode: config.mode, startupMs: Math.round(performance.now()) }, 'shim serving');
 }
 
 interface ServiceDeps {
