@@ -1,4 +1,4 @@
-import { parseShimArgs } from './args.js';
+import { parseShimArgs, type ShimArgs } from './args.js';
 import { versionText } from './version.js';
 
 /** The listening socket of a server started the runc shim's way. */
@@ -26,43 +26,51 @@ export async function shimMain(argv: readonly string[], scriptPath: string): Pro
   }
   try {
     switch (args.action) {
-      case 'start': {
-        const { ServerHandoff, serverLikelyNeeded } = await import('./handoff.js');
-        const serverArgv = [scriptPath, '-namespace', args.namespace, '-id', args.id, '-address', args.address, ...(args.debug ? ['-debug'] : [])];
-        const cwd = args.bundle || process.cwd();
-        // The server boots while start works out where it should listen,
-        // unless this container most likely joins a live server.
-        const early = serverLikelyNeeded() ? ServerHandoff.spawn(serverArgv, cwd) : undefined;
-        try {
-          const { startShim } = await import('./start.js');
-          process.stdout.write(await startShim(args, () => early ?? ServerHandoff.spawn(serverArgv, cwd)));
-        } finally {
-          early?.close();
-        }
+      case 'start':
+        process.stdout.write(await start(args, scriptPath));
         return;
-      }
       case 'delete': {
         const { deleteShim } = await import('./delete.js');
         process.stdout.write(await deleteShim(args));
         return;
       }
-      case undefined: {
-        const { isHandoffServer, receiveHandoff } = await import('./handoff.js');
-        if (!isHandoffServer()) {
-          // Started by hand with a listening socket as fd 3, as the runc shim's server is.
-          const { serveShim } = await import('./serve.js');
-          await serveShim(args, LISTENER_FD, undefined);
-          return;
-        }
-        const [{ serveShim }, handoff] = await Promise.all([import('./serve.js'), receiveHandoff()]);
-        if (!handoff) process.exit(0);
-        const { listenerFd, message } = handoff;
-        await serveShim({ ...args, ...message, action: undefined }, listenerFd, message.configPath);
+      case undefined:
+        await serve(args);
         return;
-      }
     }
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     process.exit(1);
   }
+}
+
+/**
+ * `start`: the server boots while start works out where it should listen,
+ * unless this container most likely joins a live server.
+ */
+async function start(args: ShimArgs, scriptPath: string): Promise<string> {
+  const { ServerHandoff, serverLikelyNeeded } = await import('./handoff.js');
+  const serverArgv = [scriptPath, '-namespace', args.namespace, '-id', args.id, '-address', args.address, ...(args.debug ? ['-debug'] : [])];
+  const cwd = args.bundle || process.cwd();
+  const early = serverLikelyNeeded() ? ServerHandoff.spawn(serverArgv, cwd) : undefined;
+  try {
+    const { startShim } = await import('./start.js');
+    return await startShim(args, () => early ?? ServerHandoff.spawn(serverArgv, cwd));
+  } finally {
+    early?.close();
+  }
+}
+
+/** The long-lived server: handed its socket by `start`, or given it as fd 3 like the runc shim's. */
+async function serve(args: ShimArgs): Promise<void> {
+  const { isHandoffServer, receiveHandoff } = await import('./handoff.js');
+  if (!isHandoffServer()) {
+    const { serveShim } = await import('./serve.js');
+    await serveShim(args, LISTENER_FD, undefined);
+    return;
+  }
+  const [{ serveShim }, handoff] = await Promise.all([import('./serve.js'), receiveHandoff()]);
+  if (!handoff) process.exit(0);
+  const { listenerFd, message } = handoff;
+  await serveShim({ ...args, ...message, action: undefined }, listenerFd, message.configPath);
 }
