@@ -9,6 +9,8 @@ import { loadConfig } from '../config/config.js';
 /** Set in the pre-spawned server's environment: the fd of its end of the handoff socket. */
 export const HANDOFF_ENV = 'FLINT_SHIM_HANDOFF_FD';
 const HANDOFF_FD = 3;
+/** A spare that hears nothing this long was orphaned some other way: it leaves. */
+const HANDOFF_TIMEOUT_MS = 30_000;
 
 /** What `start` tells the server it pre-spawned, along with the listening socket. */
 export interface HandoffMessage {
@@ -85,7 +87,9 @@ export function receiveHandoff(): Promise<{ listenerFd: number; message: Handoff
       const message = JSON.parse(received.data.toString('utf8')) as HandoffMessage;
       finish(() => resolve({ listenerFd: received.fd, message }));
     });
+    const timer = setTimeout(() => finish(() => resolve(undefined)), HANDOFF_TIMEOUT_MS);
     const finish = (settle: () => void) => {
+      clearTimeout(timer);
       poller.close();
       closeSync(fd);
       settle();
