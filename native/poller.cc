@@ -61,10 +61,14 @@ class Poller : public Napi::ObjectWrap<Poller> {
     return info.Env().Undefined();
   }
 
-  // close(): stops watching for good; never closes the fd itself.
+  // close(): stops watching for good; never closes the fd itself. The
+  // callback is dropped too: the reference is strong, so a callback whose
+  // closure reaches this poller's JS object would otherwise keep both (and
+  // all they capture) alive forever.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Release();
     Pin(false);
+    callback_.Reset();
     return info.Env().Undefined();
   }
 
@@ -116,9 +120,11 @@ class Poller : public Napi::ObjectWrap<Poller> {
     bool stopped = status < 0;
     Napi::Object receiver = self->Value();
     if (stopped) self->Pin(false);
+    // The callback may close the poller (and drop callback_) while it runs.
+    Napi::Function callback = self->callback_.Value();
     try {
       Napi::Value err = status < 0 ? ErrnoError(env, -status, "uv_poll").Value() : env.Null();
-      self->callback_.MakeCallback(receiver, {err, Napi::Number::New(env, events)});
+      callback.MakeCallback(receiver, {err, Napi::Number::New(env, events)});
     } catch (const Napi::Error& e) {
       // Nothing above us can catch it: report it like any other uncaught throw.
       napi_fatal_exception(env, e.Value());

@@ -91,6 +91,20 @@ export interface Containerd {
   readLog(): string;
   /** Tears everything down; idempotent. */
   stop(): Promise<StopReport>;
+  /**
+   * Stops only the containerd process (SIGTERM, or `signal`; SIGKILL after
+   * 10 s), waits `downMs` (default 0), and starts it again with the same
+   * config and environment, keeping its dirs, shims and containers;
+   * resolves once it answers again. `pid` is the new process afterwards.
+   */
+  restart(opts?: RestartOptions): Promise<void>;
+}
+
+/** Options for Containerd.restart. */
+export interface RestartOptions {
+  readonly signal?: NodeJS.Signals;
+  /** How long containerd stays down. */
+  readonly downMs?: number;
 }
 
 let idCounter = 0;
@@ -112,7 +126,7 @@ class ContainerdInstance implements Containerd {
   readonly fifoDir: string;
   readonly logPath: string;
   readonly knownIds = new Set<string>();
-  private readonly exited: Promise<void>;
+  private exited!: Promise<void>;
   private hasExited = false;
   private stopping: Promise<StopReport> | undefined;
 
@@ -121,18 +135,44 @@ class ContainerdInstance implements Containerd {
     readonly address: string,
     readonly ttrpcAddress: string,
     readonly namespace: string,
-    private readonly child: ChildProcess,
+    private child: ChildProcess,
+    /** Spawns containerd again with the same config and environment (restart). */
+    private readonly launch?: () => ChildProcess,
   ) {
     this.root = join(dir, 'root');
     this.state = join(dir, 'state');
     this.fifoDir = join(dir, 'fifo');
     this.logPath = join(dir, 'containerd.log');
+    this.watchExit(child);
+  }
+
+  private watchExit(child: ChildProcess): void {
+    this.hasExited = false;
     this.exited = new Promise((resolve) => {
       child.once('exit', () => {
         this.hasExited = true;
         resolve();
       });
     });
+  }
+
+  async restart(opts: RestartOptions = {}): Promise<void> {
+    if (this.stopping) throw new Error('containerd is being stopped');
+    if (!this.launch) throw new Error('this containerd cannot be restarted');
+    if (!this.hasExited) {
+      signal(this.pid, opts.signal ?? 'SIGTERM');
+      const timedOut = await Promise.race([this.exited.then(() => false), sleep(STOP_GRACE_MS).then(() => true)]);
+      if (timedOut) {
+        signal(this.pid, 'SIGKILL');
+        await this.exited;
+      }
+    }
+    if (opts.downMs) await sleep(opts.downMs);
+    const child = this.launch();
+    child.unref();
+    this.child = child;
+    this.watchExit(child);
+    await Promise.race([this.waitReady(), new Promise<never>((_, reject) => child.once('error', reject))]);
   }
 
   get pid(): number {
@@ -316,20 +356,22 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
 
   // node's own dir too: the flint launcher is `#!/usr/bin/env node`.
   const path = [repoBinDir(), dirname(process.execPath), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
-  const logFd = openSync(join(dir, 'containerd.log'), 'a');
-  let child: ChildProcess;
-  try {
-    child = spawn(CONTAINERD_BIN, ['--config', configPath], {
-      stdio: ['ignore', logFd, logFd],
-      env: { ...process.env, ...opts.env, PATH: path },
-      cwd: dir,
-    });
-  } finally {
-    closeSync(logFd);
-  }
+  const launch = (): ChildProcess => {
+    const logFd = openSync(join(dir, 'containerd.log'), 'a');
+    try {
+      return spawn(CONTAINERD_BIN, ['--config', configPath], {
+        stdio: ['ignore', logFd, logFd],
+        env: { ...process.env, ...opts.env, PATH: path },
+        cwd: dir,
+      });
+    } finally {
+      closeSync(logFd);
+    }
+  };
+  const child = launch();
   // Unref'd so a test that forgets stop() still exits, and the exit hook then kills it.
   child.unref();
-  const c = new ContainerdInstance(dir, address, ttrpcAddress, namespace, child);
+  const c = new ContainerdInstance(dir, address, ttrpcAddress, namespace, child, launch);
   live.add(c);
   try {
     await Promise.race([
