@@ -5,7 +5,9 @@ import { EventBridgeDescriptor, TaskDescriptor } from '../generated/index.js';
 import { Reaper } from '../sys/reaper.js';
 import { traced } from '../sys/traced.js';
 import { RuncTaskService } from '../taskapi/service.js';
+import { peerCred } from '../native/peercred.js';
 import { Server } from '../ttrpc/server.js';
+import { requireSameUser } from '../ttrpc/unix-creds.js';
 import { parseListenAddress } from '../vsock/address.js';
 import { openPortListener } from '../vsock/listener.js';
 import { AgentTaskService } from './agent-service.js';
@@ -68,7 +70,11 @@ export async function agentMain(argv: readonly string[]): Promise<void> {
     onShutdown: () => void stop('shutdown requested'),
     ...(args.exitWhenEmpty ? { onEmpty: () => void stop('last task deleted') } : {}),
   });
-  const server = new Server({ onError: (err) => log.debug({ err }, 'ttrpc connection error') });
+  const server = new Server({
+    // Outside a VM the API is a unix socket: like containerd's ttrpc, admit only our own user.
+    ...(listenAddress.kind === 'hvsock-listen' ? { handshake: requireSameUser(peerCred) } : {}),
+    onError: (err) => log.debug({ err }, 'ttrpc connection error'),
+  });
   server.register(TaskDescriptor, traced(agent, log, 'task'));
   server.register(EventBridgeDescriptor, events);
   const listener = await openPortListener(listenAddress, apiPort);
