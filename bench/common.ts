@@ -168,7 +168,8 @@ export function shimProcesses(c: Containerd, runtime: RuntimeName): ProcInfo[] {
   return listProcesses().filter(
     (p) =>
       p.argv.some((a) => a === c.address || a.includes(`${c.dir}/`)) &&
-      p.argv.slice(0, 2).some((a) => basename(a) === bin) &&
+      // flint's launcher execs node on the bundled entry point, so its server's argv[1] is shim.js.
+      p.argv.slice(0, 2).some((a) => basename(a) === bin || (runtime === 'flint' && a.endsWith('/dist/bundle/shim.js'))) &&
       !p.argv.includes('start') &&
       !p.argv.includes('delete') &&
       isRunning(p.pid),
