@@ -50,10 +50,10 @@ export function readSettings(): BenchSettings {
   };
 }
 
-/** Binary names of the two shims, as they appear in argv[0] (Go) or argv[1] (node launcher). */
-export const SHIM_BINARIES: Readonly<Record<RuntimeName, string>> = {
-  flint: 'containerd-shim-flint-v2',
-  runc: 'containerd-shim-runc-v2',
+/** Names a shim server's program has in argv[0] or argv[1]: flint's launcher execs node on its bundled entry point. */
+export const SHIM_PROGRAMS: Readonly<Record<RuntimeName, readonly string[]>> = {
+  flint: ['containerd-shim-flint-v2', 'shim.js'],
+  runc: ['containerd-shim-runc-v2'],
 };
 
 /** Median of a non-empty sample; NaN for an empty one. */
@@ -160,16 +160,15 @@ export async function removeContainers(c: Containerd, ids: readonly string[]): P
 
 /**
  * Long-lived shim server processes of `runtime` that belong to `c`: argv
- * names c's address or dir, argv[0] or argv[1] is the shim binary, and it is
+ * names c's address or dir, argv[0] or argv[1] is one of the shim's programs, and it is
  * not a one-shot `start` / `delete` invocation.
  */
 export function shimProcesses(c: Containerd, runtime: RuntimeName): ProcInfo[] {
-  const bin = SHIM_BINARIES[runtime];
+  const programs = SHIM_PROGRAMS[runtime];
   return listProcesses().filter(
     (p) =>
       p.argv.some((a) => a === c.address || a.includes(`${c.dir}/`)) &&
-      // flint's launcher execs node on the bundled entry point, so its server's argv[1] is shim.js.
-      p.argv.slice(0, 2).some((a) => basename(a) === bin || (runtime === 'flint' && a.endsWith('/dist/bundle/shim.js'))) &&
+      p.argv.slice(0, 2).some((a) => programs.includes(basename(a))) &&
       !p.argv.includes('start') &&
       !p.argv.includes('delete') &&
       isRunning(p.pid),
