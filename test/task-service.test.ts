@@ -38,13 +38,15 @@ const reaper = Reaper.get();
 const events: { namespace: string; topic: string; event: TaskEvent }[] = [];
 const recorder: EventPublisher = { publish: (namespace, event) => void events.push({ namespace, topic: event.topic, event }) };
 
+/** How often the service asked the server to end. */
+let shutdowns = 0;
 const service = new RuncTaskService({
   namespace: NS,
   events: recorder,
   reaper,
   config: DEFAULT_CONFIG,
   loadConfig: (path) => loadConfig(path, {}).config,
-  onShutdown: () => {},
+  onShutdown: () => void shutdowns++,
 });
 const server = new Server();
 server.register(TaskDescriptor, service);
@@ -349,21 +351,39 @@ t.test('every operation in the wrong state: FailedPrecondition naming op and sta
 });
 
 t.test('deleting a created container that never started', async (t) => {
-  const c = await create('nostart', ['sleep', '100']);
-  const deleted = await task.delete({ id: c.id });
-  containers.delete(c.id);
-  t.equal(deleted.pid, c.pid);
-  t.notOk(existsSync(join(runcRoot, NS, c.id)), 'runc state removed');
-  await expectError(t, task.state({ id: c.id }), Code.NotFound, 'not created', 'gone');
-  const topics = eventsOf(c.id).map((e) => e.topic);
-  t.same([topics[0], topics.filter((x) => x === '/tasks/start').length, topics.filter((x) => x === '/tasks/delete').length], ['/tasks/create', 0, 1], `no start, one delete: ${topics.join(' ')}`);
+  // Both with and without a pid namespace of its own: without one, an init
+  // exit would also trigger the kill of what it left (runc kill --all).
+  const hostPid = (spec: Record<string, any>) => (spec.linux.namespaces = spec.linux.namespaces.filter((ns: { type: string }) => ns.type !== 'pid'));
+  for (const [what, edit] of [['own pid namespace', () => {}], ['host pid namespace', hostPid]] as const) {
+    const id = newId('nostart');
+    const bundle = makeBundle(['sleep', '100'], edit);
+    containers.add(id);
+    const { pid } = await task.create({ id, bundle, options: runcOptions });
+    const deleted = await task.delete({ id });
+    containers.delete(id);
+    t.equal(deleted.pid, pid, `${what}: delete reports the init pid`);
+    t.notOk(existsSync(join(runcRoot, NS, id)), `${what}: runc state removed`);
+    await expectError(t, task.state({ id }), Code.NotFound, 'not created', `${what}: gone`);
+    // runc delete --force killed the init; its exit, seen by the reaper
+    // later, must not be announced after the delete, nor start a kill.
+    await sleep(500);
+    const topics = eventsOf(id).map((e) => e.topic);
+    t.equal(topics[0], '/tasks/create', `${what}: create first`);
+    t.equal(topics.filter((x) => x === '/tasks/start').length, 0, `${what}: no start`);
+    t.equal(topics.filter((x) => x === '/tasks/delete').length, 1, `${what}: one delete`);
+    t.equal(topics.at(-1), '/tasks/delete', `${what}: delete is the last event: ${topics.join(' ')}`);
+    const log = existsSync(join(bundle, 'log.json')) ? readFileSync(join(bundle, 'log.json'), 'utf8') : '';
+    t.notMatch(log, /"level":"error"/, `${what}: runc was asked nothing after the delete (its log has no error)`);
+  }
 });
 
 t.test('exec: duplicate id, kill before start, unknown exec, run to exit', async (t) => {
   const c = await create('exec', ['sleep', '100']);
   await task.start({ id: c.id });
   const out = new FifoReader(`${c.id}.exec.stdout`);
-  await task.exec({ id: c.id, execId: 'e1', spec: processSpec(['sh', '-c', 'echo from-exec; sleep 0.3; exit 4']), stdout: out.path });
+  const stdin = join(tmp, `${c.id}.exec.stdin`);
+  execFileSync('mkfifo', [stdin]);
+  await task.exec({ id: c.id, execId: 'e1', spec: processSpec(['sh', '-c', 'echo from-exec; sleep 0.3; exit 4']), stdout: out.path, stdin });
   let state = await task.state({ id: c.id, execId: 'e1' });
   t.equal(state.status, STATUS.CREATED, 'an added exec is CREATED');
   t.equal(state.id, 'e1');
@@ -402,11 +422,14 @@ t.test('exec: duplicate id, kill before start, unknown exec, run to exit', async
   t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING, 'the init runs on');
   await expectError(t, task.kill({ id: c.id, execId: 'e1', signal: 9 }), Code.NotFound, 'process already finished', 'kill of an exited exec');
 
+  t.ok(fdsInto(stdin).length > 0, 'until its delete the shim holds the exited exec\'s stdin keep-alive');
   const deleted = await task.delete({ id: c.id, execId: 'e1' });
   t.same([deleted.pid, deleted.exitStatus], [pid, 4]);
+  t.same(fdsInto(stdin), [], 'exec delete closed its stdin (reader and keep-alive)');
   await expectError(t, task.state({ id: c.id, execId: 'e1' }), Code.NotFound, 'process does not exist e1', 'exec gone after delete');
   t.notOk(existsSync(join(c.bundle, 'e1.pid')), 'exec pid file removed');
   await remove(c.id);
+  rmSync(stdin);
 });
 
 t.test('exec ids are validated', async (t) => {
@@ -421,8 +444,11 @@ t.test('exec ids are validated', async (t) => {
 t.test('exec of a missing binary fails with runc\'s own words', async (t) => {
   const c = await create('nobin', ['sleep', '100']);
   await task.start({ id: c.id });
-  await task.exec({ id: c.id, execId: 'missing', spec: processSpec(['/bin/no-such-binary']) });
+  const stdin = join(tmp, `${c.id}.missing.stdin`);
+  execFileSync('mkfifo', [stdin]);
+  await task.exec({ id: c.id, execId: 'missing', spec: processSpec(['/bin/no-such-binary']), stdin });
   const err = await failure(task.start({ id: c.id, execId: 'missing' }));
+  t.same(fdsInto(stdin), [], 'the failed start closed the stdin it opened (reader and keep-alive)');
   t.match(err.message, /^runc exec failed: /, `runc's error: ${err.message}`);
   t.match(err.message, /no-such-binary/, 'names the binary');
   t.match(err.message, /no such file or directory|not found/i, 'says why');
@@ -430,6 +456,7 @@ t.test('exec of a missing binary fails with runc\'s own words', async (t) => {
   await task.delete({ id: c.id, execId: 'missing' });
   t.notOk(existsSync(join(c.bundle, 'missing.pid')), 'no pid file left');
   await remove(c.id);
+  rmSync(stdin);
 });
 
 t.test('unknown container: NotFound "container X: not created" for every call', async (t) => {
@@ -833,6 +860,19 @@ t.test('a container whose init exits before start is asked for', async (t) => {
   t.equal((await task.state({ id: c.id })).status, STATUS.STOPPED);
   await expectError(t, task.start({ id: c.id }), Code.FailedPrecondition, `cannot start container ${c.id} in state stopped`, 'start after the exit');
   await remove(c.id);
+});
+
+t.test('Shutdown ends the server only once no container is left, with or without now', async (t) => {
+  // As the runc shim (containerd 1.6): `now` is ignored.
+  const before = shutdowns;
+  const c = await create('shutdown', ['sleep', '100']);
+  await task.shutdown({ id: c.id, now: true });
+  await task.shutdown({ id: c.id });
+  t.equal(shutdowns, before, 'not while a container is served, now or not');
+  t.equal((await task.state({ id: c.id })).status, STATUS.CREATED, 'the container is untouched');
+  await remove(c.id);
+  await task.shutdown({ id: c.id, now: true });
+  t.equal(shutdowns, before + 1, 'once none is left');
 });
 
 t.test('cleanup leaves nothing behind', async (t) => {

@@ -51,6 +51,8 @@ export class Container {
   private readonly oom: OomWatcher;
   /** The kill of what the init left behind (see onInitExit); Delete waits for it. */
   private killAll: Promise<void> = Promise.resolve();
+  /** Set once Delete of the container begins: runc delete kills what is left itself. */
+  private deleting = false;
 
   private constructor(
     private readonly ctx: ProcessContext,
@@ -140,7 +142,13 @@ export class Container {
       return exec.exit;
     }
     await this.killAll;
-    await this.init.delete();
+    this.deleting = true;
+    try {
+      await this.init.delete();
+    } catch (err) {
+      this.deleting = false;
+      throw err;
+    }
     this.oom.close();
     for (const exec of this.execs.values()) await exec.delete().catch(() => {});
     this.execs.clear();
@@ -161,7 +169,9 @@ export class Container {
     this.oom.close();
     // Without its own pid namespace nothing kills the init's fellow processes
     // when it dies; the runc shim kills them (ShouldKillAllOnExit), so do we.
-    if (this.killAllOnExit) this.killAll = this.ctx.runc.kill(this.id, 'KILL', { all: true }).catch(() => {});
+    // Not while Delete runs: `runc delete --force` kills them, and a kill
+    // racing it would act on a container that is going away.
+    if (this.killAllOnExit && !this.deleting) this.killAll = this.ctx.runc.kill(this.id, 'KILL', { all: true }).catch(() => {});
     this.ctx.events.publish(taskEvents.exit(this.id, this.id, exit));
   }
 }

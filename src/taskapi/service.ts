@@ -35,7 +35,7 @@ export interface RuncTaskServiceOptions {
   readonly config: FlintConfig;
   /** Reads a config_path named by a task's runtime options. */
   readonly loadConfig: (path: string) => FlintConfig;
-  /** Called by Shutdown once no container is left (or with now). */
+  /** Called by Shutdown once no container is left. */
   readonly onShutdown: () => void;
 }
 
@@ -213,8 +213,13 @@ export class RuncTaskService implements TaskService {
     return { shimPid: process.pid, taskPid: container?.init.pid ?? 0, version: '' };
   }
 
-  async shutdown(request: containerd.task.v2.ShutdownRequest, _ctx: CallContext): Promise<Empty> {
-    if (request.now || this.size === 0) this.options.onShutdown();
+  /**
+   * Ends the server once it serves no container. `now` is ignored, as by
+   * the runc shim (containerd 1.6): a server shared by a group must outlive
+   * a Shutdown sent on behalf of one of its containers.
+   */
+  async shutdown(_request: containerd.task.v2.ShutdownRequest, _ctx: CallContext): Promise<Empty> {
+    if (this.size === 0) this.options.onShutdown();
     return {};
   }
 

@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NotFoundError } from '../../errdefs/errors.js';
+import { CleanupStack } from '../../sys/cleanup-stack.js';
 import type { ExitStatus } from '../../sys/exit-status.js';
 import { taskEvents } from '../events.js';
 import { openProcessIO } from '../io/index.js';
@@ -13,9 +14,13 @@ import { EXEC_LIFECYCLE, type ExecOp } from './state-machine.js';
 
 /**
  * An extra process in a running container. Exec only records it (and
- * announces exec-added); Start runs `runc exec --detach`.
+ * announces exec-added); Start runs `runc exec --detach`, pushing each
+ * piece it sets up (stdio, the pid file) on the exec's own cleanup stack.
  */
 export class ExecProcess extends ProcessBase<ExecOp> {
+  /** What Start set up for this exec; unwound if Start fails, run by Delete. */
+  private readonly cleanup = new CleanupStack();
+
   constructor(
     private readonly ctx: ProcessContext,
     readonly execId: string,
@@ -38,9 +43,11 @@ export class ExecProcess extends ProcessBase<ExecOp> {
     return this.lock.run(async () => {
       this.machine.assert('start');
       const { runc, containerId } = this.ctx;
-      const io = await openProcessIO(this.stdio, { id: containerId, namespace: this.ctx.namespace });
-      this.io = io;
       try {
+        const io = await openProcessIO(this.stdio, { id: containerId, namespace: this.ctx.namespace });
+        this.io = io;
+        this.cleanup.push('stdio', () => this.closeStdio());
+        this.cleanup.push('pid file', () => rm(this.pidFile, { force: true }));
         const execOptions = { pidFile: this.pidFile, stdio: io.stdio, detach: true };
         if (this.stdio.terminal) {
           this.console = await withConsoleSocket((consoleSocket) => runc.exec(containerId, this.spec, { ...execOptions, consoleSocket }));
@@ -51,15 +58,12 @@ export class ExecProcess extends ProcessBase<ExecOp> {
         if (this.console) io.attachConsole(this.console.stream);
         this.pidValue = await readPidFile(this.pidFile);
       } catch (err) {
-        await this.closeStdio();
-        await rm(this.pidFile, { force: true });
-        throw err;
+        return this.cleanup.unwind(err);
       }
       this.machine.transition('running');
       this.ctx.events.publish(taskEvents.execStarted(containerId, this.execId, this.pidValue));
       void this.ctx.reaper.wait(this.pidValue).then((exit) => {
-        this.setExited(exit);
-        onExit(exit);
+        this.exitSeen(exit, onExit);
       });
       return this.pidValue;
     });
@@ -80,8 +84,8 @@ export class ExecProcess extends ProcessBase<ExecOp> {
   delete(): Promise<void> {
     return this.lock.run(async () => {
       this.machine.assert('delete');
-      await this.closeStdio();
-      await rm(this.pidFile, { force: true });
+      const failure = await this.cleanup.run();
+      if (failure) throw failure;
       this.machine.transition('deleted');
     });
   }

@@ -36,7 +36,8 @@ export class InitProcess extends ProcessBase<InitOp> {
    * Opens stdio and runs `runc create`. Each piece it sets up is pushed on
    * `cleanup`, which the caller unwinds if this or any later step fails.
    * `onExit` is called once the process has exited and its start (if any)
-   * has been announced, so exit events never overtake start events.
+   * has been announced, so exit events never overtake start events; it is
+   * not called for an exit seen after the process was deleted.
    */
   async create(cleanup: CleanupStack, options: InitCreateOptions, onExit: (exit: ExitStatus) => void): Promise<void> {
     const { runc, containerId: id, bundle } = this.ctx;
@@ -57,8 +58,7 @@ export class InitProcess extends ProcessBase<InitOp> {
     this.pidValue = await readPidFile(this.pidFile);
     void this.ctx.reaper.wait(this.pidValue).then(async (exit) => {
       await this.started;
-      this.setExited(exit);
-      onExit(exit);
+      this.exitSeen(exit, onExit);
     });
   }
 

@@ -75,6 +75,17 @@ export abstract class ProcessBase<Op extends string> {
     this.resolveExited(exit);
   }
 
+  /**
+   * Records the exit and hands it to `onExit`, unless the process was
+   * deleted first: Delete of a created process kills it (`runc delete
+   * --force`), and that death must not surface after the delete event.
+   */
+  protected exitSeen(exit: ExitStatus, onExit: (exit: ExitStatus) => void): void {
+    const deleted = this.machine.is('deleted');
+    this.setExited(exit);
+    if (!deleted) onExit(exit);
+  }
+
   async resize(width: number, height: number): Promise<void> {
     this.machine.assert('resize' as Op);
     // Like the runc shim: no console, nothing to resize.
