@@ -1,6 +1,7 @@
-import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { io, type google } from '../generated/index.js';
 import type { BlkioEntry, RuncStats } from '../runc/runc.js';
+import { HOST_CGROUP_FS, isUnified, memoryCgroupOf, readFlatKeyed, type CgroupFs } from './cgroup.js';
 
 const V1 = io.containerd.cgroups.v1;
 const V2 = io.containerd.cgroups.v2;
@@ -9,13 +10,25 @@ export const CGROUPS_V1_METRICS_TYPE = 'io.containerd.cgroups.v1.Metrics';
 export const CGROUPS_V2_METRICS_TYPE = 'io.containerd.cgroups.v2.Metrics';
 
 /**
- * Turns `runc events --stats` output into the metrics message containerd
- * expects for this host's cgroup version, wrapped in an Any with
- * containerd's type URL.
+ * The metrics message containerd expects for the cgroup version of `pid`
+ * (the container's init), wrapped in an Any with containerd's type URL:
+ * `runc events --stats` output, plus on cgroup v2 the memory.events
+ * counters, which runc does not report and containerd's v2 metrics carry.
  */
-export function metricsAny(stats: RuncStats, unified = existsSync('/sys/fs/cgroup/cgroup.controllers')): google.protobuf.IAny {
-  if (unified) return { typeUrl: CGROUPS_V2_METRICS_TYPE, value: V2.Metrics.encode(v2Metrics(stats)).finish() };
+export function metricsAny(stats: RuncStats, pid: number, cgroupFs: CgroupFs = HOST_CGROUP_FS): google.protobuf.IAny {
+  const cgroup = memoryCgroupOf(pid, cgroupFs);
+  if (cgroup?.unified ?? isUnified(cgroupFs)) {
+    const events = cgroup ? memoryEvents(cgroup.dir) : undefined;
+    return { typeUrl: CGROUPS_V2_METRICS_TYPE, value: V2.Metrics.encode(v2Metrics(stats, events)).finish() };
+  }
   return { typeUrl: CGROUPS_V1_METRICS_TYPE, value: V1.Metrics.encode(v1Metrics(stats)).finish() };
+}
+
+/** A v2 cgroup's memory.events counters; undefined when the file cannot be read. */
+export function memoryEvents(dir: string): io.containerd.cgroups.v2.MemoryEvents.$Properties | undefined {
+  const values = readFlatKeyed(join(dir, 'memory.events'));
+  if (!values) return undefined;
+  return { low: values.low ?? 0, high: values.high ?? 0, max: values.max ?? 0, oom: values.oom ?? 0, oomKill: values.oom_kill ?? 0 };
 }
 
 /** memory.stat keys (cgroup v1) and the v1 MemoryStat fields they fill. */
@@ -72,7 +85,7 @@ const V2_MEMORY_FIELDS = [
   'pgsteal', 'pgactivate', 'pgdeactivate', 'pglazyfree', 'pglazyfreed', 'thp_fault_alloc', 'thp_collapse_alloc',
 ];
 
-export function v2Metrics(stats: RuncStats): io.containerd.cgroups.v2.Metrics {
+export function v2Metrics(stats: RuncStats, memoryEvents?: io.containerd.cgroups.v2.MemoryEvents.$Properties): io.containerd.cgroups.v2.Metrics {
   const memory: Record<string, unknown> = {};
   for (const key of V2_MEMORY_FIELDS) {
     const value = stats.memory?.raw?.[key];
@@ -109,6 +122,7 @@ export function v2Metrics(stats: RuncStats): io.containerd.cgroups.v2.Metrics {
       swapUsage: stats.memory?.swap?.usage ?? 0,
       swapLimit: stats.memory?.swap?.limit ?? 0,
     },
+    ...(memoryEvents ? { memoryEvents } : {}),
     io: { usage: [...ioByDevice.values()] },
     hugetlb: Object.entries(stats.hugetlb ?? {}).map(([pagesize, h]) => ({ pagesize, current: h.usage ?? 0, max: h.max ?? 0 })),
   });

@@ -205,7 +205,7 @@ export class RuncTaskService implements TaskService {
 
   async stats(request: containerd.task.v2.StatsRequest, ctx: CallContext): Promise<containerd.task.v2.StatsResponse.$Properties> {
     const container = this.container(ctx, request.id);
-    return { stats: metricsAny(await container.runc.stats(container.id)) };
+    return { stats: metricsAny(await container.runc.stats(container.id), container.init.pid) };
   }
 
   async connect(request: containerd.task.v2.ConnectRequest, ctx: CallContext): Promise<containerd.task.v2.ConnectResponse.$Properties> {
