@@ -9,6 +9,7 @@ import { DEFAULT_CONFIG, loadConfig } from '../src/config/config.js';
 import { containerd, TaskClient, TaskDescriptor } from '../src/generated/index.js';
 import { Reaper, zombieChildren } from '../src/sys/reaper.js';
 import type { EventPublisher, TaskEvent } from '../src/taskapi/events.js';
+import { openProcessIO } from '../src/taskapi/io/index.js';
 import { RuncTaskService } from '../src/taskapi/service.js';
 import { Client, Code, Metadata, NAMESPACE_KEY, RpcError, Server } from '../src/ttrpc/index.js';
 import { mountsUnder } from './harness/procfs.js';
@@ -582,6 +583,66 @@ t.test('checkpoint fails with runc\'s own error text', async (t) => {
   t.notMatch(detail, /^exit status \d+$/, 'not just an exit status');
   t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING, 'still RUNNING after the failed checkpoint');
   await remove(c.id);
+});
+
+function runcOptionsWith(extra: Record<string, unknown>): { typeUrl: string; value: Uint8Array } {
+  return { typeUrl: 'containerd.runc.v1.Options', value: containerd.runc.v1.Options.encode({ root: runcRoot, ...extra }).finish() };
+}
+
+t.test('runc options io_uid and io_gid: the stdio FIFOs of the init and of execs are given to them', async (t) => {
+  // openProcessIO gives the FIFOs to io_uid:io_gid before runc runs ...
+  const direct = new FifoReader(`${newId('ioowner-direct')}.stdout`);
+  const io = await openProcessIO({ stdin: '', stdout: direct.path, stderr: '', terminal: false }, { id: 'x', namespace: NS }, { uid: 1234, gid: 5678 });
+  t.same([lstatSync(direct.path).uid, lstatSync(direct.path).gid], [1234, 5678], 'opened for a process: owned by io_uid:io_gid');
+  await io.close();
+  // ... then runc hands the uid to the process's user and keeps the gid
+  // (fixStdioPermissions), as it does with the runc shim's pipes; in a user
+  // namespace that user maps back to io_uid.
+  const id = newId('ioowner');
+  const bundle = makeBundle(['sleep', '100']);
+  const stdout = new FifoReader(`${id}.stdout`);
+  const stderr = new FifoReader(`${id}.stderr`);
+  t.same([lstatSync(stdout.path).uid, lstatSync(stdout.path).gid], [process.getuid!(), process.getgid!()], 'made by the test: ours');
+  containers.add(id);
+  await task.create({ id, bundle, stdout: stdout.path, stderr: stderr.path, options: runcOptionsWith({ ioUid: 1234, ioGid: 5678 }) });
+  for (const fifo of [stdout, stderr]) t.equal(lstatSync(fifo.path).gid, 5678, `${fifo.path}: group io_gid`);
+  await task.start({ id });
+  const execOut = new FifoReader(`${id}.exec.stdout`);
+  await task.exec({ id, execId: 'x', spec: processSpec(['echo', 'owned']), stdout: execOut.path });
+  const waiting = task.wait({ id, execId: 'x' }, { timeoutMs: 10_000 });
+  await task.start({ id, execId: 'x' });
+  t.equal((await waiting).exitStatus, 0);
+  t.equal(await execOut.waitFor('owned\n'), 'owned\n', 'the exec writes through its FIFO');
+  t.equal(lstatSync(execOut.path).gid, 5678, 'the exec\'s FIFO too');
+  await task.delete({ id, execId: 'x' });
+  await remove(id);
+});
+
+t.test('runc option shim_cgroup is refused by name, and nothing is left', async (t) => {
+  const id = newId('shimcg');
+  const bundle = makeBundle(['true']);
+  await expectError(t, task.create({ id, bundle, options: runcOptionsWith({ shimCgroup: '/flint-shim' }) }), Code.InvalidArgument, /shim_cgroup.*not supported/, 'shim_cgroup');
+  t.notOk(existsSync(join(runcRoot, NS, id)), 'runc never ran');
+  t.notOk(existsSync(join(bundle, 'flint-runc.json')), 'no settings file');
+  await expectError(t, task.state({ id }), Code.NotFound, 'not created', 'not kept');
+});
+
+t.test('runc options criu_work_path and criu_image_path reach runc checkpoint', async (t) => {
+  // criu cannot dump on this kernel, but it writes its dump.log first: into
+  // the work path when there is one, else into the image path.
+  const workPath = join(tmp, 'criu-work');
+  const imagePath = join(tmp, 'criu-images');
+  const id = newId('criupaths');
+  containers.add(id);
+  await task.create({ id, bundle: makeBundle(['sleep', '100']), options: runcOptionsWith({ criuWorkPath: workPath, criuImagePath: imagePath }) });
+  await task.start({ id });
+  const requested = join(tmp, `ckpt-${id}`);
+  await failure(task.checkpoint({ id, path: requested }));
+  t.ok(existsSync(join(workPath, 'dump.log')), 'criu worked in criu_work_path');
+  t.notOk(existsSync(join(requested, 'dump.log')), 'not in the image path');
+  await failure(task.checkpoint({ id, path: '' }));
+  t.ok(existsSync(imagePath), 'a request without a path checkpoints into criu_image_path');
+  await remove(id);
 });
 
 t.test('many concurrent Wait callers all get the exit', async (t) => {

@@ -9,6 +9,7 @@ import { CleanupStack } from '../sys/cleanup-stack.js';
 import type { ExitStatus } from '../sys/exit-status.js';
 import type { Reaper } from '../sys/reaper.js';
 import { taskEvents, type EventSink } from './events.js';
+import type { IoOwner } from './io/index.js';
 import type { StdioPaths } from './io/stdio-uri.js';
 import { OomWatcher } from './oom.js';
 import { RUNC_SETTINGS_FILE, writeRuncSettings } from './runc-settings.js';
@@ -24,6 +25,12 @@ export interface RuncSettings {
   readonly noPivotRoot: boolean;
   readonly noNewKeyring: boolean;
   readonly criuPath: string | undefined;
+  /** Who owns the process's stdio pipes and FIFOs (io_uid/io_gid); unchanged when absent. */
+  readonly ioOwner?: IoOwner | undefined;
+  /** Where checkpoints go when a Checkpoint request names no path (criu_image_path). */
+  readonly criuImagePath?: string | undefined;
+  /** criu's work directory for checkpoints (criu_work_path); runc's default when absent. */
+  readonly criuWorkPath?: string | undefined;
 }
 
 export interface ContainerCreateRequest {
@@ -58,6 +65,8 @@ export class Container {
     private readonly ctx: ProcessContext,
     readonly rootfs: readonly containerd.types.IMount[],
     private readonly cleanup: CleanupStack,
+    /** The runc settings it was created with. */
+    readonly settings: RuncSettings,
     stdio: StdioPaths,
     private readonly killAllOnExit: boolean,
   ) {
@@ -90,7 +99,7 @@ export class Container {
       ...(request.runc.criuPath ? { criu: request.runc.criuPath } : {}),
       spawn: (command, args, options) => deps.reaper.spawn(command, args, options),
     });
-    const ctx: ProcessContext = { containerId: id, namespace: deps.namespace, bundle, runc, events: deps.events, reaper: deps.reaper };
+    const ctx: ProcessContext = { containerId: id, namespace: deps.namespace, bundle, runc, events: deps.events, reaper: deps.reaper, ioOwner: request.runc.ioOwner };
     const cleanup = new CleanupStack();
     try {
       await writeRuncSettings(bundle, request.runc);
@@ -101,7 +110,7 @@ export class Container {
         cleanup.push('rootfs mounts', () => unmountAll(rootfs));
         await mountAll(request.rootfs.map(toMount), rootfs);
       }
-      const container = new Container(ctx, request.rootfs, cleanup, { ...request.stdio, terminal }, !hasOwnPidNamespace(spec));
+      const container = new Container(ctx, request.rootfs, cleanup, request.runc, { ...request.stdio, terminal }, !hasOwnPidNamespace(spec));
       await container.init.create(cleanup, { noPivot: request.runc.noPivotRoot, noNewKeyring: request.runc.noNewKeyring }, (exit) => container.onInitExit(exit));
       // Watched from Create, so an OOM right after Start is counted from a baseline taken before it.
       container.oom.watch(container.init.pid);

@@ -172,8 +172,8 @@ export class RuncTaskService implements TaskService {
     const container = this.container(ctx, request.id);
     const opts = decodeCheckpointOptions(request.options);
     await container.init.checkpoint({
-      imagePath: opts.imagePath || request.path,
-      ...(opts.workPath ? { workPath: opts.workPath } : {}),
+      imagePath: opts.imagePath || request.path || container.settings.criuImagePath || '',
+      ...(opts.workPath || container.settings.criuWorkPath ? { workPath: opts.workPath || container.settings.criuWorkPath } : {}),
       leaveRunning: !opts.exit,
       tcpEstablished: opts.openTcp,
       externalUnixSockets: opts.externalUnixSockets,
@@ -227,6 +227,9 @@ export class RuncTaskService implements TaskService {
     const decoded = decodeTaskOptions(options);
     const config = decoded.configPath ? this.options.loadConfig(decoded.configPath) : this.options.config;
     const runc = decoded.runc;
+    // The runc shim moves itself into shim_cgroup when `start` spawns it;
+    // flint does not, and says so rather than run outside the cgroup asked for.
+    if (runc?.shimCgroup) throw new InvalidArgumentError(`runc option shim_cgroup (${JSON.stringify(runc.shimCgroup)}) is not supported by flint`);
     return {
       binary: runc?.binaryName || config.runc.binary,
       root: runc?.root || config.runc.root,
@@ -234,6 +237,9 @@ export class RuncTaskService implements TaskService {
       noPivotRoot: runc?.noPivotRoot ?? false,
       noNewKeyring: runc?.noNewKeyring ?? false,
       criuPath: runc?.criuPath || undefined,
+      ioOwner: runc?.ioUid || runc?.ioGid ? { uid: runc.ioUid, gid: runc.ioGid } : undefined,
+      criuImagePath: runc?.criuImagePath || undefined,
+      criuWorkPath: runc?.criuWorkPath || undefined,
     };
   }
 

@@ -1,3 +1,4 @@
+import { fchownSync, fstatSync } from 'node:fs';
 import { BinaryIO } from './binary-io.js';
 import { FifoIO } from './fifo-io.js';
 import { FileIO } from './file-io.js';
@@ -8,8 +9,33 @@ import { parseStdio, type StdioPaths } from './stdio-uri.js';
 export type { ProcessIO, RuncStdio } from './process-io.js';
 export type { StdioPaths } from './stdio-uri.js';
 
-/** Opens the stdio containerd asked for, before runc is run. */
-export async function openProcessIO(paths: StdioPaths, env: { id: string; namespace: string }): Promise<ProcessIO> {
+/** A uid and gid to give stdio to (the runc options' io_uid and io_gid). */
+export interface IoOwner {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/**
+ * Opens the stdio containerd asked for, before runc is run. With an
+ * `owner`, the pipes and FIFOs handed to the process become theirs, as the
+ * runc shim's pipes do: a process running as another user (say, root of a
+ * user namespace) can then reopen its own stdio through /proc/self/fd.
+ */
+export async function openProcessIO(paths: StdioPaths, env: { id: string; namespace: string }, owner?: IoOwner): Promise<ProcessIO> {
+  const io = await open(paths, env);
+  if (!owner) return io;
+  try {
+    for (const fd of io.stdio) {
+      if (typeof fd === 'number' && fstatSync(fd).isFIFO()) fchownSync(fd, owner.uid, owner.gid);
+    }
+  } catch (err) {
+    await io.close();
+    throw err;
+  }
+  return io;
+}
+
+async function open(paths: StdioPaths, env: { id: string; namespace: string }): Promise<ProcessIO> {
   const target = parseStdio(paths);
   switch (target.kind) {
     case 'null':

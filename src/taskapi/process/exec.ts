@@ -44,7 +44,7 @@ export class ExecProcess extends ProcessBase<ExecOp> {
       this.machine.assert('start');
       const { runc, containerId } = this.ctx;
       try {
-        const io = await openProcessIO(this.stdio, { id: containerId, namespace: this.ctx.namespace });
+        const io = await openProcessIO(this.stdio, { id: containerId, namespace: this.ctx.namespace }, this.ctx.ioOwner);
         this.io = io;
         this.cleanup.push('stdio', () => this.closeStdio());
         this.cleanup.push('pid file', () => rm(this.pidFile, { force: true }));

@@ -41,7 +41,7 @@ export class InitProcess extends ProcessBase<InitOp> {
    */
   async create(cleanup: CleanupStack, options: InitCreateOptions, onExit: (exit: ExitStatus) => void): Promise<void> {
     const { runc, containerId: id, bundle } = this.ctx;
-    const io = await openProcessIO(this.stdio, { id, namespace: this.ctx.namespace });
+    const io = await openProcessIO(this.stdio, { id, namespace: this.ctx.namespace }, this.ctx.ioOwner);
     this.io = io;
     cleanup.push('stdio', () => this.closeStdio());
 
