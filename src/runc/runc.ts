@@ -208,6 +208,15 @@ export class Runc {
     const own = spec.stdio === undefined;
     const stdio: StdioOptions = own ? [spec.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'] : [...spec.stdio!];
 
+    // No parent-death signal, for any command. It would not endanger the
+    // container: the kernel clears PR_SET_PDEATHSIG on fork, so `runc init`
+    // (the container's init, or an exec's process) never inherits runc's, and
+    // runc gives `runc init` a SIGKILL one of its own only until create hands
+    // over, then restores the spec's. But Node's spawn has no pre-exec hook
+    // to set it, and a wrapper (setpriv) would add a program to every call
+    // and to every VM guest, for commands that exit by themselves in
+    // milliseconds. What a shim that died mid-call leaves is the `delete`
+    // action's job (runc delete --force, unmount), as with the runc shim.
     const child = this.spawn(this.binary, [...this.globalArgs(), command, ...args], { stdio, env: this.env });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
