@@ -210,9 +210,9 @@ export class Runc {
 
     // No parent-death signal, for any command. It would not endanger the
     // container: the kernel clears PR_SET_PDEATHSIG on fork, so `runc init`
-    // (the container's init, or an exec's process) never inherits runc's, and
-    // runc gives `runc init` a SIGKILL one of its own only until create hands
-    // over, then restores the spec's. But Node's spawn has no pre-exec hook
+    // (the container's init, or an exec's process) never inherits runc's;
+    // runc sets the one of `runc init` itself (the spec's parentDeathSignal
+    // once it runs the user process). But Node's spawn has no pre-exec hook
     // to set it, and a wrapper (setpriv) would add a program to every call
     // and to every VM guest, for commands that exit by themselves in
     // milliseconds. What a shim that died mid-call leaves is the `delete`
