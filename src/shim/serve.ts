@@ -1,4 +1,3 @@
-import { rmSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -15,15 +14,16 @@ import { requireSameUser } from '../ttrpc/unix-creds.js';
 import type { ShimArgs } from './args.js';
 import { createShimLogger } from './logger.js';
 import { ForwardingPublisher } from './publisher.js';
-import { socketPath } from './socket-address.js';
+import { OwnSocket } from './own-socket.js';
 
 /** How long shutdown waits for queued events to reach containerd. */
 const PUBLISHER_DRAIN_MS = 5_000;
 
 /**
- * The long-lived shim server: serves the task API on the socket from
- * `start` until Shutdown finds no container left, or SIGTERM/SIGINT.
- * `configPath` is the config file the task's runtime options named, if any.
+ * The long-lived shim server: serves the task API on the listening socket
+ * `listenerFd` (handed over by `start`, or inherited as fd 3) until
+ * Shutdown finds no container left, or SIGTERM/SIGINT. `configPath` is the
+ * config file the task's runtime options named, if any.
  */
 export async function serveShim(args: ShimArgs, listenerFd: number, configPath: string | undefined): Promise<void> {
   const { config } = loadConfig(configPath);
@@ -35,12 +35,17 @@ export async function serveShim(args: ShimArgs, listenerFd: number, configPath: 
     onError: (err) => log.warn({ err }, 'ttrpc connection error'),
   });
 
+  const socket = new OwnSocket(args.socket || undefined, join(process.cwd(), 'address'));
+  // Every way out, a crash included, leaves no socket file behind.
+  process.on('exit', () => socket.remove());
+
   let shuttingDown = false;
   const shutdown = async (reason: string): Promise<void> => {
     if (shuttingDown) return;
     shuttingDown = true;
     log.info({ reason }, 'shutting down');
-    if (args.socket) rmSync(socketPath(args.socket), { force: true });
+    // First: a new start for this group then binds afresh instead of probing us.
+    socket.remove();
     await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 1_000))]);
     server.destroy();
     // Stop taking events (VM mode) before the publisher drains what it has.
@@ -56,6 +61,7 @@ export async function serveShim(args: ShimArgs, listenerFd: number, configPath: 
 
   const listener = net.createServer();
   listener.listen({ fd: listenerFd });
+  listener.once('connection', () => socket.recall());
   server.serve(listener);
 
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,0 +1,95 @@
+import t from 'tap';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from './harness/repo.js';
+import { taskClientAt } from './harness/shim-server.js';
+
+/**
+ * The shim server started the runc shim's way: its listening socket
+ * inherited as fd 3, its bundle as cwd, no handoff from `start`. It serves
+ * the task API there, ends on Shutdown or SIGTERM, and removes its socket
+ * file (learned from the bundle's address file) on the way out, but never a
+ * socket some later server bound at that path.
+ */
+
+const NS = 'flint-serve-test';
+const tmp = mkdtempSync(join(tmpdir(), 'flint-serve-'));
+const config = join(tmp, 'config.json');
+writeFileSync(config, '{}');
+const children = new Set<ChildProcess>();
+t.teardown(() => {
+  for (const child of children) child.kill('SIGKILL');
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+let servers = 0;
+
+/**
+ * A listening socket at `<tmp>/s<n>.sock`, bound under a temporary name and
+ * linked into place like `start` does, so closing our copy unlinks nothing;
+ * then the built shim server with it as fd 3 and a bundle whose address
+ * file names it.
+ */
+async function startServer(): Promise<{ child: ChildProcess; socket: string; exited: Promise<number | null> }> {
+  const n = ++servers;
+  const socket = join(tmp, `s${n}.sock`);
+  const bundle = join(tmp, `bundle-${n}`);
+  mkdirSync(bundle);
+  writeFileSync(join(bundle, 'address'), `unix://${socket}`);
+  const listener = net.createServer();
+  await new Promise<void>((resolve) => listener.listen(`${socket}.tmp`, resolve));
+  linkSync(`${socket}.tmp`, socket);
+  rmSync(`${socket}.tmp`);
+  const fd = (listener as unknown as { _handle: { fd: number } })._handle.fd;
+  const child = spawn(process.execPath, [join(repoRoot(), 'dist', 'bundle', 'shim.js'), '-namespace', NS, '-id', `c${n}`, '-address', join(tmp, 'containerd.sock')], {
+    cwd: bundle,
+    stdio: ['ignore', 'ignore', 'ignore', fd],
+    env: { ...process.env, FLINT_CONFIG: config, TTRPC_ADDRESS: join(tmp, 'no-containerd.ttrpc') },
+  });
+  children.add(child);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  void exited.then(() => children.delete(child));
+  listener.close();
+  return { child, socket, exited };
+}
+
+t.test('served on fd 3; Shutdown with no container ends it and removes the socket file', async (t) => {
+  const { child, socket, exited } = await startServer();
+  const { client, task } = await taskClientAt(socket, NS);
+  t.equal((await task.connect({ id: 'c1' })).shimPid, child.pid, 'the server answers on the inherited socket');
+  await task.shutdown({ id: 'c1' }).catch(() => {});
+  client.close();
+  t.equal(await exited, 0, 'exits 0');
+  t.notOk(existsSync(socket), 'its socket file is removed');
+});
+
+t.test('SIGTERM: a graceful exit, the connected client sees the close, the socket file is removed', async (t) => {
+  const { child, socket, exited } = await startServer();
+  const { client, task } = await taskClientAt(socket, NS);
+  await task.connect({ id: 'c2' });
+  const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'exits 0, not by the signal');
+  await closed;
+  t.pass('the client\'s connection was closed');
+  t.notOk(existsSync(socket), 'its socket file is removed');
+  await t.rejects(task.connect({ id: 'c2' }), 'nothing answers afterwards');
+});
+
+t.test('a socket file bound anew at the path by a successor is left alone', async (t) => {
+  const { child, socket, exited } = await startServer();
+  const { client, task } = await taskClientAt(socket, NS);
+  await task.connect({ id: 'c3' });
+  client.close();
+  // A successor of the group replaces the path while this server lingers.
+  rmSync(socket);
+  const successor = net.createServer();
+  await new Promise<void>((resolve) => successor.listen(socket, resolve));
+  t.teardown(() => new Promise((resolve) => successor.close(resolve)));
+  child.kill('SIGTERM');
+  t.equal(await exited, 0);
+  t.ok(existsSync(socket), 'the successor\'s socket file is still there');
+});
