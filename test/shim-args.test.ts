@@ -1,4 +1,8 @@
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from './harness/repo.js';
 import { parseShimArgs, type ShimArgs } from '../src/shim/args.js';
 
 const NONE: ShimArgs = {
@@ -115,5 +119,17 @@ t.test('parsing never exits the process or prints', (t) => {
   }
   t.equal(exited, false);
   t.equal(printed, '');
+  t.end();
+});
+
+t.test('the built binary: -v prints the version and exits 0, without starting a server', (t) => {
+  const pkg = JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')) as { version: string };
+  const r = spawnSync(join(repoRoot(), 'bin', 'containerd-shim-flint-v2'), ['-v'], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(r.status, 0, `exit 0 (stderr: ${r.stderr})`);
+  t.equal(r.stderr, '', 'nothing on stderr');
+  t.match(r.stdout, /^containerd-shim-flint-v2:\n/, 'names the binary first');
+  t.match(r.stdout, `  Version:  ${pkg.version}\n`, 'the package version');
+  t.match(r.stdout, /  Revision: \S+\n/, 'a revision line');
+  t.match(r.stdout, '  Runtime:  io.containerd.flint.v2\n');
   t.end();
 });
