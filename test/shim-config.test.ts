@@ -4,6 +4,8 @@ import t from 'tap';
 import { busyboxRootfs, CONTAINER_PATH, startContainerd, waitForClean, isClean, type Containerd } from './harness/index.js';
 import { listProcesses } from './harness/procfs.js';
 import { RUNTIMES } from './harness/scenario.js';
+import { shimPidOf } from './harness/shim-server.js';
+import { shimSocketAddress, socketPath } from '../src/shim/socket-address.js';
 
 /**
  * The shim's configuration through containerd: where it is looked up, what
@@ -29,16 +31,60 @@ t.test('a bad config makes start fail, naming the file and the key', async (t) =
   t.ok(isClean(report), 'nothing left', { report });
 });
 
-t.test('--runtime-config-path wins over $FLINT_CONFIG', async (t) => {
+t.test('--runtime-config-path wins over $FLINT_CONFIG, and its settings take effect', async (t) => {
+  // $FLINT_CONFIG is not even JSON: reading it would fail start. The chosen
+  // file names a runc wrapper that logs each command before running runc,
+  // so its log shows the file's runc.binary was used.
   const bad = join(dir, 'env-bad.json');
   writeFileSync(bad, '{ not json');
+  const calls = join(dir, 'wrapper-calls.log');
+  const wrapper = join(dir, 'runc-wrapper.sh');
+  writeFileSync(wrapper, `#!/bin/sh\necho "$*" >> ${calls}\nexec runc "$@"\n`);
+  chmodSync(wrapper, 0o755);
   const good = join(dir, 'good.json');
-  writeFileSync(good, JSON.stringify({ logLevel: 'debug' }));
+  writeFileSync(good, JSON.stringify({ runc: { binary: wrapper } }));
   const c = await startContainerd({ env: { FLINT_CONFIG: bad } });
   t.teardown(() => c.stop());
-  const r = await c.ctr(['run', '--rm', '--runtime-config-path', good, ...runArgs(c, c.newId('path'), [], ['echo', 'ok']).slice(1)]);
+  const id = c.newId('path');
+  const r = await c.ctr(['run', '--rm', '--runtime-config-path', good, ...runArgs(c, id, [], ['echo', 'ok']).slice(1)]);
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout.toString(), 'ok\n');
+  const commands = readFileSync(calls, 'utf8').split('\n').map((line) => line.split(' ').find((word) => ['create', 'start', 'delete'].includes(word)));
+  t.same(commands.filter((w) => w !== undefined).slice(0, 2), ['create', 'start'], 'runc create and start went through the chosen file\'s runc.binary');
+  t.match(readFileSync(calls, 'utf8'), id, 'for this container');
+  const report = await waitForClean(c, 10_000);
+  t.ok(isClean(report), 'nothing left', { report });
+});
+
+t.test('grouping by annotation: io.containerd.runc.v2.group, then io.kubernetes.cri.sandbox-id, else the id', async (t) => {
+  const c = await startContainerd();
+  t.teardown(() => c.stop());
+  const runs: { id: string; annotations: string[] }[] = [
+    { id: c.newId('ga'), annotations: ['io.containerd.runc.v2.group=pod-1'] },
+    { id: c.newId('gb'), annotations: ['io.kubernetes.cri.sandbox-id=pod-1'] },
+    { id: c.newId('gc'), annotations: ['io.containerd.runc.v2.group=pod-2', 'io.kubernetes.cri.sandbox-id=pod-1'] },
+    { id: c.newId('gd'), annotations: [] },
+  ];
+  for (const { id, annotations } of runs) {
+    const r = await c.ctr(['run', '-d', ...runArgs(c, id, annotations.flatMap((a) => ['--annotation', a]), ['sleep', '1000']).slice(1)]);
+    t.equal(r.code, 0, r.stderr);
+  }
+  const [a, b, cc, d] = runs.map(({ id }) => readFileSync(join(c.state, 'io.containerd.runtime.v2.task', c.namespace, id, 'address'), 'utf8'));
+  t.equal(a, shimSocketAddress(c.address, c.namespace, 'pod-1'), 'the group annotation names the group');
+  t.equal(b, a, 'a sandbox id equal to that group joins the same server');
+  t.equal(cc, shimSocketAddress(c.address, c.namespace, 'pod-2'), 'the group annotation wins over the sandbox id');
+  t.equal(d, shimSocketAddress(c.address, c.namespace, runs[3]!.id), 'without annotations: a server of its own');
+  t.equal(new Set([a, cc, d]).size, 3);
+  t.equal(shimPidOf(socketPath(a!)), shimPidOf(socketPath(b!)), 'one process serves both containers of pod-1');
+  const exec = await c.ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'e', runs[1]!.id, 'sh', '-c', 'exit 6']);
+  t.equal(exec.code, 6, 'a call for the second container of the group reaches it');
+  for (const { id } of runs) {
+    await c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+    await c.ctr(['task', 'delete', '-f', id]);
+    await c.ctr(['container', 'delete', id]);
+  }
+  const report = await waitForClean(c, 10_000);
+  t.ok(isClean(report), 'every server exits after its last container', { report });
 });
 
 t.test('group "namespace": one shim server serves every container of the namespace', async (t) => {
