@@ -5,6 +5,7 @@ import type { Test } from 'tap';
 import { CONTAINER_PATH } from './busybox.js';
 import { busyboxImage, busyboxRootfs } from './busybox.js';
 import type { Containerd } from './containerd.js';
+import { leftovers } from './leftovers.js';
 import { RUNTIMES, runRm, type RuntimeName } from './scenario.js';
 
 /**
@@ -98,6 +99,8 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
           await sleep(50);
         }
         const rm = await ctr(['task', 'rm', id]);
+        // ctr task rm exits 0 and reports a non-zero exit status as a warning.
+        const rmExitStatus = /exit with non-zero exit code (\d+)/.exec(rm.stderr)?.[1];
         const status = (out: string) => out.split('\n').find((l) => l.startsWith(id))?.trim().split(/\s+/)[2];
         return {
           exec: { code: exec.code, stdout: exec.stdout.toString() },
@@ -108,7 +111,7 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
           runningStatus: status(running.stdout.toString()),
           kill: kill.code,
           stoppedStatus: stopped.trim().split(/\s+/)[2],
-          rm: { code: rm.code, stdout: rm.stdout.toString() },
+          rm: { code: rm.code, stdout: rm.stdout.toString(), exitStatus: rmExitStatus },
         };
       } finally {
         await removeContainer(id);
@@ -120,6 +123,7 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
       t.equal(seen.runningStatus, 'RUNNING');
       t.equal(seen.stoppedStatus, 'STOPPED');
       t.equal(seen.rm.code, 0, 'task rm succeeds');
+      t.equal(seen.rm.exitStatus, '137', 'task rm reports the SIGKILLed task\'s exit status');
     });
   });
 
@@ -132,10 +136,12 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
         await sleep(500);
         const second = await ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'same', id, 'true']);
         const firstResult = await first;
-        return { first: firstResult.code, second: second.code, secondError: /already exists/.test(second.stderr) };
+        return { first: firstResult.code, secondFailed: second.code !== 0, secondError: /already exists/.test(second.stderr) };
       } finally {
         await removeContainer(id);
       }
+    }).then((seen) => {
+      t.same(seen, { first: 0, secondFailed: true, secondError: true }, 'the second exec fails with "already exists", the first runs to exit 0');
     });
   });
 
@@ -258,9 +264,22 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
 
   t.test('a create that fails gives runc\'s error and leaves nothing', async (t) => {
     const seen = await compare(t, 'failed create', async (runtime) => {
-      const r = await runRm(c, runtime, ['/no/such/binary']);
-      return { failed: r.code !== 0, mentionsBinary: /no\/such\/binary/.test(r.stderr) && /executable file not found|no such file/.test(r.stderr) };
+      const id = c.newId(`fail-${runtime}`);
+      const r = await runRm(c, runtime, ['/no/such/binary'], { id });
+      // Right after ctr returns, before any shim has had time to exit.
+      const left = await leftovers(c);
+      return {
+        failed: r.code !== 0,
+        mentionsBinary: /no\/such\/binary/.test(r.stderr) && /executable file not found|no such file/.test(r.stderr),
+        left: {
+          bundle: left.bundles.includes(`${c.namespace}/${id}`),
+          task: left.tasks.includes(id),
+          container: left.containers.includes(id),
+          mounts: left.mounts.filter((m) => m.includes(id)),
+          fifos: left.fifos.filter((f) => f.includes(id)),
+        },
+      };
     });
-    t.same(seen, { failed: true, mentionsBinary: true });
+    t.same(seen, { failed: true, mentionsBinary: true, left: { bundle: false, task: false, container: false, mounts: [], fifos: [] } });
   });
 }
