@@ -60,6 +60,8 @@ export class Container {
   private killAll: Promise<void> = Promise.resolve();
   /** Set once Delete of the container begins: runc delete kills what is left itself. */
   private deleting = false;
+  /** Set once the delete event is out: nothing about this container is published after it. */
+  private deleted = false;
 
   private constructor(
     private readonly ctx: ProcessContext,
@@ -139,7 +141,9 @@ export class Container {
   async start(execId: string): Promise<number> {
     if (!execId) return this.init.start();
     const exec = this.process(execId) as ExecProcess;
-    return exec.start((exit) => this.ctx.events.publish(taskEvents.exit(this.id, execId, exit)));
+    return exec.start((exit) => {
+      if (!this.deleted) this.ctx.events.publish(taskEvents.exit(this.id, execId, exit));
+    });
   }
 
   /** Deletes an exec, or the container itself (init) with all it set up. */
@@ -163,6 +167,7 @@ export class Container {
     this.execs.clear();
     const failure = await this.cleanup.run();
     if (failure) throw failure;
+    this.deleted = true;
     this.ctx.events.publish(taskEvents.delete(this.id, this.id, this.init.pid, this.init.exit));
     return this.init.exit;
   }
