@@ -25,6 +25,8 @@ export interface BenchSettings {
   readonly ttrpcSeconds: number;
   /** False when FLINT_BENCH_VM=0. */
   readonly vm: boolean;
+  /** Measures to run (BENCH_ONLY, comma-separated names); null runs them all. */
+  readonly only: ReadonlySet<string> | null;
   /** vsock port the agent serves ttrpc on (FLINT_BENCH_AGENT_PORT). */
   readonly agentPort: number;
 }
@@ -47,7 +49,20 @@ export function readSettings(): BenchSettings {
     ttrpcSeconds: envNumber('BENCH_TTRPC_SECONDS', 3, 0.1),
     vm: process.env.FLINT_BENCH_VM !== '0',
     agentPort: Math.round(envNumber('FLINT_BENCH_AGENT_PORT', 10789, 1)),
+    only: onlyMeasures(process.env.BENCH_ONLY),
   };
+}
+
+export const MEASURE_NAMES = ['start', 'throughput', 'exec', 'ttrpc', 'memory'] as const;
+
+function onlyMeasures(value: string | undefined): ReadonlySet<string> | null {
+  if (value === undefined || value.trim() === '') return null;
+  const names = value.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const unknown = names.filter((n) => !(MEASURE_NAMES as readonly string[]).includes(n));
+  if (unknown.length > 0) {
+    throw new Error(`BENCH_ONLY names unknown measure(s) ${unknown.join(', ')}; known: ${MEASURE_NAMES.join(', ')}`);
+  }
+  return new Set(names);
 }
 
 /** Names a shim server's program has in argv[0] or argv[1]: flint's launcher execs node on its bundled entry point. */

@@ -70,6 +70,9 @@ async function runMeasure(
   fn: (signal: AbortSignal) => Promise<MeasureResult>,
   fallbackRows: () => Row[] = () => [],
 ): Promise<MeasureResult> {
+  if (!wanted(name)) {
+    return { name, rows: [], details: null, errors: [], seconds: 0 };
+  }
   log(`${name}: running (budget ${BUDGET_MS[name] / 1000} s)`);
   const t0 = nowMs();
   const ac = new AbortController();
@@ -103,8 +106,11 @@ function environment(): Record<string, string | number> {
   };
 }
 
+const settings: BenchSettings = readSettings();
+
+const wanted = (...names: string[]): boolean => settings.only === null || names.some((n) => settings.only!.has(n));
+
 async function main(): Promise<void> {
-  const settings: BenchSettings = readSettings();
   installSignalHandlers();
   const startedAt = new Date();
   const t0 = nowMs();
@@ -112,7 +118,7 @@ async function main(): Promise<void> {
   const workDir = mkdtempSync('/tmp/flint-bench-');
   const measures: MeasureResult[] = [];
   let unavailableVm: Row[] = [];
-  log(`settings ${JSON.stringify(settings)}`);
+  log(`settings ${JSON.stringify(settings, (_k, v: unknown) => (v instanceof Set ? [...v] : v))}`);
 
   try {
     // Before any shim runs, so no node shim shares its pages.
@@ -122,13 +128,13 @@ async function main(): Promise<void> {
     live.add(c);
     try {
       // VM mode runs alongside, so its ratios compare against embedded runs from the same rounds.
-      const vmSetup = await startVmMode(workDir, settings);
+      const vmSetup = await startVmMode(workDir, { ...settings, vm: settings.vm && wanted('start', 'throughput') });
       if ('vm' in vmSetup) {
         live.add(vmSetup.vm.target.c);
         log(`vm: agent at ${vmSetup.vm.agentAddress}`);
       } else {
         log(`vm: not available: ${vmSetup.unavailable}`);
-        unavailableVm = unavailableVmRows(vmSetup.unavailable);
+        if (wanted('start', 'throughput')) unavailableVm = unavailableVmRows(vmSetup.unavailable);
       }
       const targets = [...embeddedTargets(c), ...('vm' in vmSetup ? [vmSetup.vm.target] : [])];
       try {
