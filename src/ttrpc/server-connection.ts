@@ -3,8 +3,8 @@ import { encodeFrame, FrameDecoder, MESSAGE_LENGTH_MAX, FrameType, type Frame } 
 import { decodeRequest, encodeResponse, type RequestEnvelope, type ResponseEnvelope } from './codec.js';
 import { Code } from './codes.js';
 import type { CallContext } from './context.js';
-import { DEADLINE_EXCEEDED, MAX_TIMER_MS } from './deadline.js';
-import { ClosedError, errorFromStatus, isCloseError } from './errors.js';
+import { CallScope } from './call-scope.js';
+import { ClosedError, isCloseError } from './errors.js';
 import { FrameWriter } from './frame-writer.js';
 import { Metadata } from './metadata.js';
 import type { ServiceSet } from './services.js';
@@ -30,13 +30,6 @@ export interface ConnectionHooks {
 
 const EMPTY = new Uint8Array(0);
 
-/** The per-call AbortSignal, deadline and their cleanup. */
-interface CallScope {
-  readonly signal: AbortSignal;
-  readonly deadline: number | undefined;
-  dispose(): void;
-}
-
 /**
  * One accepted connection: reads frames, runs each request concurrently
  * (a handler that blocks, such as Wait, holds up nothing else) and writes
@@ -49,8 +42,8 @@ export class ServerConnection {
   private active = 0;
   private readonly decoder = new FrameDecoder();
   private readonly writer: FrameWriter;
-  /** The signals of calls in flight, aborted together when the connection goes away. */
-  private readonly inFlight = new Set<AbortController>();
+  /** The calls in flight, aborted together when the connection goes away. */
+  private readonly inFlight = new Set<CallScope>();
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
 
   constructor(
@@ -111,7 +104,7 @@ export class ServerConnection {
     this.state = ConnState.Closed;
     this.stream.off('data', this.onData);
     const reason = new ClosedError();
-    for (const controller of this.inFlight) controller.abort(reason);
+    for (const scope of this.inFlight) scope.abort(reason);
     this.inFlight.clear();
     this.hooks.onClose(this);
   }
@@ -157,12 +150,18 @@ export class ServerConnection {
   private async serve(streamId: number, request: RequestEnvelope): Promise<void> {
     this.callStarted();
     const scope = this.callScope(request.timeoutNano);
+    let metadata: Metadata | undefined;
     try {
+      // Own getters, so `{ ...ctx }` copies them; metadata too is built only when read.
       const ctx: CallContext = {
         service: request.service,
         method: request.method,
-        metadata: Metadata.fromKeyValues(request.metadata),
-        signal: scope.signal,
+        get metadata() {
+          return (metadata ??= Metadata.fromKeyValues(request.metadata));
+        },
+        get signal() {
+          return scope.signal;
+        },
         deadline: scope.deadline,
       };
       const result = await this.services.call(request.service, request.method, request.payload, ctx);
@@ -170,35 +169,16 @@ export class ServerConnection {
       else this.reply(streamId, { payload: result.payload });
     } finally {
       scope.dispose();
+      this.inFlight.delete(scope);
       this.callEnded();
     }
   }
 
   private callScope(timeoutNano: number): CallScope {
-    const controller = new AbortController();
-    if (this.state === ConnState.Closed) controller.abort(new ClosedError());
-    else this.inFlight.add(controller);
-
-    let timer: NodeJS.Timeout | undefined;
-    let deadline: number | undefined;
-    if (timeoutNano !== 0) {
-      const ms = timeoutNano / 1e6;
-      deadline = Date.now() + ms;
-      // Like context.WithTimeout, a deadline already past gives a done signal.
-      if (ms <= 0) controller.abort(errorFromStatus(DEADLINE_EXCEEDED));
-      else if (ms <= MAX_TIMER_MS) {
-        timer = setTimeout(() => controller.abort(errorFromStatus(DEADLINE_EXCEEDED)), Math.ceil(ms));
-        timer.unref();
-      }
-    }
-    return {
-      signal: controller.signal,
-      deadline,
-      dispose: () => {
-        clearTimeout(timer);
-        this.inFlight.delete(controller);
-      },
-    };
+    const scope = new CallScope(timeoutNano === 0 ? undefined : Date.now() + timeoutNano / 1e6);
+    if (this.state === ConnState.Closed) scope.abort(new ClosedError());
+    else this.inFlight.add(scope);
+    return scope;
   }
 
   private callStarted(): void {
