@@ -42,6 +42,12 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
     await ctr(['container', 'delete', id]);
   }
 
+  /** The STATUS column of `ctr task ls` for one task, or '' when it is not listed. */
+  async function taskStatus(id: string): Promise<string> {
+    const line = (await ctr(['task', 'ls'])).stdout.toString().split('\n').find((l) => l.split(/\s+/)[0] === id);
+    return line?.trim().split(/\s+/)[2] ?? '';
+  }
+
   t.test('run --rm: exit code, stdout and stderr kept apart', async (t) => {
     const seen = await compare(t, 'exit and streams', async (runtime) => {
       const r = await runRm(c, runtime, ['sh', '-c', 'echo out; echo err >&2; exit 3']);
@@ -54,7 +60,9 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
     const seen = await compare(t, 'signal exit', async (runtime) => {
       const id = c.newId(`sig-${runtime}`);
       const run = runRm(c, runtime, ['sleep', '1000'], { id, timeoutMs: 30_000 });
-      for (let i = 0; i < 200 && !(await ctr(['task', 'ls'])).stdout.toString().includes(id); i++) await sleep(50);
+      // Wait for RUNNING, not merely listed: a task killed while still
+      // CREATED never starts, and ctr then exits 1 under either runtime.
+      for (let i = 0; i < 200 && (await taskStatus(id)) !== 'RUNNING'; i++) await sleep(50);
       await ctr(['task', 'kill', '-s', 'SIGKILL', id]);
       return (await run).code;
     });
@@ -89,28 +97,27 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
         const exec = await ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'e1', id, 'sh', '-c', 'echo in-exec; exit 5']);
         const ps = await ctr(['task', 'ps', id]);
         const pause = await ctr(['task', 'pause', id]);
-        const paused = await ctr(['task', 'ls']);
+        const pausedStatus = await taskStatus(id);
         const resume = await ctr(['task', 'resume', id]);
-        const running = await ctr(['task', 'ls']);
+        const runningStatus = await taskStatus(id);
         const kill = await ctr(['task', 'kill', '-s', 'SIGKILL', id]);
-        let stopped = '';
-        for (let i = 0; i < 100 && !/STOPPED/.test(stopped); i++) {
-          stopped = (await ctr(['task', 'ls'])).stdout.toString().split('\n').find((l) => l.startsWith(id)) ?? '';
-          await sleep(50);
+        let stoppedStatus = '';
+        for (let i = 0; i < 100 && stoppedStatus !== 'STOPPED'; i++) {
+          stoppedStatus = await taskStatus(id);
+          if (stoppedStatus !== 'STOPPED') await sleep(50);
         }
         const rm = await ctr(['task', 'rm', id]);
         // ctr task rm exits 0 and reports a non-zero exit status as a warning.
         const rmExitStatus = /exit with non-zero exit code (\d+)/.exec(rm.stderr)?.[1];
-        const status = (out: string) => out.split('\n').find((l) => l.startsWith(id))?.trim().split(/\s+/)[2];
         return {
           exec: { code: exec.code, stdout: exec.stdout.toString() },
           psLines: ps.stdout.toString().trim().split('\n').length,
           pause: pause.code,
-          pausedStatus: status(paused.stdout.toString()),
+          pausedStatus,
           resume: resume.code,
-          runningStatus: status(running.stdout.toString()),
+          runningStatus,
           kill: kill.code,
-          stoppedStatus: stopped.trim().split(/\s+/)[2],
+          stoppedStatus,
           rm: { code: rm.code, stdout: rm.stdout.toString(), exitStatus: rmExitStatus },
         };
       } finally {
