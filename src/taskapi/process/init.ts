@@ -51,7 +51,9 @@ export class InitProcess extends ProcessBase<InitOp> {
     } else {
       await runc.create(id, createOptions);
     }
-    cleanup.push('runc container', () => runc.delete(id, { force: true }).catch(ignoreNotFound));
+    // After a successful Delete runc holds nothing more: a second `runc delete`
+    // would only cost a process start on containerd's teardown path.
+    cleanup.push('runc container', () => (this.machine.is('deleted') ? undefined : runc.delete(id, { force: true }).catch(ignoreNotFound)));
     io.releaseProcessEnds();
     if (this.console) io.attachConsole(this.console.stream);
 
