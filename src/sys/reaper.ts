@@ -127,20 +127,53 @@ export class Reaper {
   }
 }
 
-/** Zombie children of `parent`, found by walking /proc (no CONFIG_PROC_CHILDREN needed). */
+/**
+ * Zombie children of `parent`. The kernel lists each thread's children in
+ * /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN): a few small reads,
+ * where walking all of /proc reads one file per process on the machine,
+ * on every SIGCHLD burst. Without that file the walk is the fallback.
+ */
 export function zombieChildren(parent: number): number[] {
-  const found: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, 'latin1');
-    } catch {
-      continue;
-    }
-    // The comm field may contain spaces and parentheses: parse after the last ')'.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (rest[0] === 'Z' && Number(rest[1]) === parent) found.push(Number(name));
+  const children = listedChildren(parent);
+  return (children ?? allPids()).filter((pid) => isZombieChildOf(pid, parent));
+}
+
+/** The children the kernel lists for `parent`'s threads, or undefined when it lists none (no CONFIG_PROC_CHILDREN). */
+function listedChildren(parent: number): number[] | undefined {
+  let threads: string[];
+  try {
+    threads = readdirSync(`/proc/${parent}/task`);
+  } catch {
+    return undefined;
   }
-  return found;
+  const pids = new Set<number>();
+  for (const tid of threads) {
+    let list: string;
+    try {
+      list = readFileSync(`/proc/${parent}/task/${tid}/children`, 'latin1');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && tid === String(parent)) return undefined;
+      continue; // a thread that exited since readdir
+    }
+    for (const pid of list.split(' ')) if (pid.trim()) pids.add(Number(pid));
+  }
+  return [...pids];
+}
+
+function allPids(): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number);
+}
+
+function isZombieChildOf(pid: number, parent: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return false;
+  }
+  // The comm field may contain spaces and parentheses: parse after the last ')'.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return rest[0] === 'Z' && Number(rest[1]) === parent;
 }
