@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../bundle/write-file-atomic.js';
 import { readSpec } from '../bundle/spec.js';
 import { loadConfig } from '../config/config.js';
-import { google } from '../generated/index.js';
+import { google } from '../generated/options.js';
 import { decodeTaskOptions } from '../taskapi/options.js';
 import type { ShimArgs } from './args.js';
 import type { ServerHandoff } from './handoff.js';
