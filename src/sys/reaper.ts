@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { setChildSubreaper, waitpidNoHang } from '../native/process.js';
+import { childPids, procStat, setChildSubreaper, waitpidNoHang } from '../native/process.js';
 import type { ExitStatus } from './exit-status.js';
 
 /** How long an exit nobody asked for is kept, for a pid learnt late (the exec pid-file race). */
@@ -127,53 +126,7 @@ export class Reaper {
   }
 }
 
-/**
- * Zombie children of `parent`. The kernel lists each thread's children in
- * /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN): a few small reads,
- * where walking all of /proc reads one file per process on the machine,
- * on every SIGCHLD burst. Without that file the walk is the fallback.
- */
+/** Zombie children of `parent`: exited, not yet reaped. */
 export function zombieChildren(parent: number): number[] {
-  const children = listedChildren(parent);
-  return (children ?? allPids()).filter((pid) => isZombieChildOf(pid, parent));
-}
-
-/** The children the kernel lists for `parent`'s threads, or undefined when it lists none (no CONFIG_PROC_CHILDREN). */
-function listedChildren(parent: number): number[] | undefined {
-  let threads: string[];
-  try {
-    threads = readdirSync(`/proc/${parent}/task`);
-  } catch {
-    return undefined;
-  }
-  const pids = new Set<number>();
-  for (const tid of threads) {
-    let list: string;
-    try {
-      list = readFileSync(`/proc/${parent}/task/${tid}/children`, 'latin1');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && tid === String(parent)) return undefined;
-      continue; // a thread that exited since readdir
-    }
-    for (const pid of list.split(' ')) if (pid.trim()) pids.add(Number(pid));
-  }
-  return [...pids];
-}
-
-function allPids(): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .map(Number);
-}
-
-function isZombieChildOf(pid: number, parent: number): boolean {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return false;
-  }
-  // The comm field may contain spaces and parentheses: parse after the last ')'.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return rest[0] === 'Z' && Number(rest[1]) === parent;
+  return childPids(parent).filter((pid) => procStat(pid)?.state === 'Z');
 }
