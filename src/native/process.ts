@@ -29,6 +29,21 @@ export function waitpidNoHang(pid: number): WaitResult | null {
 }
 
 /**
+ * Starts `file` (looked up on PATH) with `argv` (argv[0] included) and the
+ * environment `env`, its stdin, stdout and stderr being the given fds (-1:
+ * /dev/null), and returns its pid. It is spawned vfork-style (posix_spawn),
+ * which costs the same whatever the size of this process, where Node's
+ * spawn forks it. Nothing reaps it but the caller (see sys/reaper.ts). A
+ * program that cannot be executed throws (ENOENT, EACCES...).
+ */
+export function spawnProcess(file: string, argv: readonly string[], env: NodeJS.ProcessEnv, stdio: readonly [number, number, number]): number {
+  const envp = Object.entries(env)
+    .filter((entry): entry is [string, string] => entry[1] !== undefined)
+    .map(([key, value]) => `${key}=${value}`);
+  return native.spawn(file, [...argv], envp, [...stdio]);
+}
+
+/**
  * Pids whose parent is `parent` (default this process), including zombies.
  * Reads /proc/<parent>/task/<tid>/children where the kernel has it
  * (CONFIG_PROC_CHILDREN): a few small reads, where the fallback reads the
