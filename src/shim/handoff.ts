@@ -9,8 +9,14 @@ import { loadConfig } from '../config/config.js';
 /** Set in the pre-spawned server's environment: the fd of its end of the handoff socket. */
 export const HANDOFF_ENV = 'FLINT_SHIM_HANDOFF_FD';
 const HANDOFF_FD = 3;
-/** A spare that hears nothing this long was orphaned some other way: it leaves. */
-const HANDOFF_TIMEOUT_MS = 30_000;
+/**
+ * How often a spare that has heard nothing checks that `start` is still its
+ * parent. `start` closing its end (exit, kill) is seen at once as EOF; this
+ * catches a spare orphaned some other way. A slow `start` is no reason to
+ * leave: on a loaded machine it can take minutes, and a spare gone by then
+ * fails the container's start with EPIPE.
+ */
+const ORPHAN_CHECK_MS = 30_000;
 
 /** What `start` tells the server it pre-spawned, along with the listening socket. */
 export interface HandoffMessage {
@@ -87,9 +93,12 @@ export function receiveHandoff(): Promise<{ listenerFd: number; message: Handoff
       const message = JSON.parse(received.data.toString('utf8')) as HandoffMessage;
       finish(() => resolve({ listenerFd: received.fd, message }));
     });
-    const timer = setTimeout(() => finish(() => resolve(undefined)), HANDOFF_TIMEOUT_MS);
+    const parent = process.ppid;
+    const timer = setInterval(() => {
+      if (process.ppid !== parent) finish(() => resolve(undefined));
+    }, ORPHAN_CHECK_MS);
     const finish = (settle: () => void) => {
-      clearTimeout(timer);
+      clearInterval(timer);
       poller.close();
       closeSync(fd);
       settle();

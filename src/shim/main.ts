@@ -53,9 +53,16 @@ async function start(args: ShimArgs, scriptPath: string): Promise<string> {
   const serverArgv = [scriptPath, '-namespace', args.namespace, '-id', args.id, '-address', args.address, ...(args.debug ? ['-debug'] : [])];
   const cwd = args.bundle || process.cwd();
   const early = serverLikelyNeeded() ? ServerHandoff.spawn(serverArgv, cwd) : undefined;
+  let spare = early;
+  // The pre-spawned server first, a fresh one for each later call.
+  const takeServer = () => {
+    const server = spare ?? ServerHandoff.spawn(serverArgv, cwd);
+    spare = undefined;
+    return server;
+  };
   try {
     const { startShim } = await import('./start.js');
-    return await startShim(args, () => early ?? ServerHandoff.spawn(serverArgv, cwd));
+    return await startShim(args, takeServer);
   } finally {
     early?.close();
   }

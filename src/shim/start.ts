@@ -7,7 +7,7 @@ import { loadConfig } from '../config/config.js';
 import { google } from '../generated/index.js';
 import { decodeTaskOptions } from '../taskapi/options.js';
 import type { ShimArgs } from './args.js';
-import type { ServerHandoff } from './handoff.js';
+import type { HandoffMessage, ServerHandoff } from './handoff.js';
 import { shimGroup } from './group.js';
 import { shimSocketAddress, socketPath } from './socket-address.js';
 
@@ -34,7 +34,7 @@ export async function startShim(args: ShimArgs, takeServer: () => ServerHandoff)
   const listener = await listenOrReuse(path);
   if (listener) {
     try {
-      takeServer().send(listenerFd(listener), {
+      handOver(takeServer, listenerFd(listener), {
         namespace: args.namespace,
         id: args.id,
         address: args.address,
@@ -50,6 +50,21 @@ export async function startShim(args: ShimArgs, takeServer: () => ServerHandoff)
   }
   await writeFileAtomic(join(bundle, 'address'), address, 0o600);
   return address;
+}
+
+/**
+ * Gives the listening socket to a server. The pre-spawned one may be gone
+ * before it hears from us (a crash at boot: the socketpair answers EPIPE);
+ * a fresh server then takes its place, once.
+ */
+function handOver(takeServer: () => ServerHandoff, fd: number, message: HandoffMessage): void {
+  try {
+    takeServer().send(fd, message);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EPIPE' && code !== 'ECONNRESET') throw err;
+    takeServer().send(fd, message);
+  }
 }
 
 /** containerd writes the options Any to stdin; /dev/null when there are none. */
