@@ -1,13 +1,17 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readSync } from 'node:fs';
 import { setChildSubreaper, waitpidNoHang } from '../native/process.js';
 import type { ExitStatus } from './exit-status.js';
 
 /** How long an exit nobody asked for is kept, for a pid learnt late (the exec pid-file race). */
 const UNCLAIMED_TTL_MS = 60_000;
 const UNCLAIMED_MAX = 4096;
-/** Strays (zombies nobody watches) are looked for at most this often: it costs a /proc walk. */
-const STRAY_SCAN_DELAY_MS = 200;
+/**
+ * Strays (zombies nobody watches) are looked for at most this often: it
+ * costs a /proc walk, and a process someone waits for is reaped by pid
+ * at once anyway, so only truly unclaimed zombies wait for it.
+ */
+const STRAY_SCAN_DELAY_MS = 1_000;
 
 type Waiter = (exit: ExitStatus) => void;
 
@@ -127,20 +131,53 @@ export class Reaper {
   }
 }
 
-/** Zombie children of `parent`, found by walking /proc (no CONFIG_PROC_CHILDREN needed). */
+/**
+ * The start of a /proc/<pid>/stat line: the pid, the comm in parentheses
+ * (at most 15 bytes, which may hold spaces and parentheses), the state and
+ * the ppid. Only that much is read, into one buffer for the whole walk.
+ */
+const STAT_HEAD = Buffer.allocUnsafe(128);
+const CLOSE_PAREN = 0x29;
+const ZOMBIE = 0x5a;
+
+/**
+ * Zombie children of `parent`, found by walking /proc (no CONFIG_PROC_CHILDREN
+ * needed). The walk runs after SIGCHLDs and costs a few syscalls per process
+ * on the host, so it reads only the head of each stat file into a shared
+ * buffer and parses the bytes: readFileSync would allocate 64 KiB for each
+ * (proc files have no size), which made the walk the shim's largest CPU cost
+ * on a busy host.
+ */
 export function zombieChildren(parent: number): number[] {
   const found: number[] = [];
   for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, 'latin1');
-    } catch {
-      continue;
-    }
-    // The comm field may contain spaces and parentheses: parse after the last ')'.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (rest[0] === 'Z' && Number(rest[1]) === parent) found.push(Number(name));
+    const first = name.charCodeAt(0);
+    if (first < 0x30 || first > 0x39) continue;
+    const n = readHead(`/proc/${name}/stat`);
+    if (n === 0) continue;
+    // The comm field may contain ')': the state follows the last one.
+    const close = STAT_HEAD.lastIndexOf(CLOSE_PAREN, n - 1);
+    if (close < 0 || STAT_HEAD[close + 2] !== ZOMBIE) continue;
+    let ppid = 0;
+    for (let i = close + 4; i < n && STAT_HEAD[i]! >= 0x30 && STAT_HEAD[i]! <= 0x39; i++) ppid = ppid * 10 + STAT_HEAD[i]! - 0x30;
+    if (ppid === parent) found.push(Number(name));
   }
   return found;
+}
+
+/** Reads up to STAT_HEAD.length bytes of `path` into STAT_HEAD; 0 if it is gone. */
+function readHead(path: string): number {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return 0;
+  }
+  try {
+    return readSync(fd, STAT_HEAD, 0, STAT_HEAD.length, 0);
+  } catch {
+    return 0;
+  } finally {
+    closeSync(fd);
+  }
 }
