@@ -27,12 +27,12 @@ import { isRunning, mountsUnder } from './harness/procfs.js';
  * (every 10th an exec of a missing binary, every 15th a create of one),
  * all of them, always. The cycles run in a few lanes at once, which
  * overlaps the processes each step waits for (ctr, runc) and puts
- * concurrent creates and deletes through the server. Afterwards its fds are back to
- * the baseline, no object of a deleted container is still alive in its heap
- * (heap snapshots, which force a full GC, counted by class), its RSS after
- * that GC is near the baseline, it has no zombie or stray children, and no
- * mount, FIFO, bundle, cgroup or runc state of a cycle is left. Deleting the
- * anchor then ends the server.
+ * concurrent creates and deletes through the server. Afterwards its fds
+ * are back to the baseline, no object of a deleted container is still
+ * alive in its heap (heap snapshots, which force a full GC, counted by
+ * class), its RSS after that GC is near the baseline, it has no zombie or
+ * stray children, and no mount, FIFO, bundle, cgroup or runc state of a
+ * cycle is left. Deleting the anchor then ends the server.
  * FLINT_LEAK_CTR_CYCLES / FLINT_LEAK_DIRECT_CYCLES override the counts.
  */
 const CTR_CYCLES = Number(process.env.FLINT_LEAK_CTR_CYCLES) || 30;
