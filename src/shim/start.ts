@@ -57,7 +57,7 @@ export async function startShim(args: ShimArgs, takeServer: () => ServerHandoff)
  * before it hears from us (a crash at boot: the socketpair answers EPIPE);
  * a fresh server then takes its place, once.
  */
-function handOver(takeServer: () => ServerHandoff, fd: number, message: HandoffMessage): void {
+export function handOver(takeServer: () => ServerHandoff, fd: number, message: HandoffMessage): void {
   try {
     takeServer().send(fd, message);
   } catch (err) {
