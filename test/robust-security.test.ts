@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -70,6 +70,8 @@ interface PeerOutcome {
   readonly connected: boolean;
   /** Bytes the server sent back. */
   readonly got: number;
+  /** The first of them, as text. */
+  readonly head: string;
   readonly closed?: boolean;
   readonly error?: string;
   readonly timeout?: boolean;
@@ -79,11 +81,11 @@ interface PeerOutcome {
 const PEER_SCRIPT = `
 const net = require('net');
 const [path, hex] = process.argv.slice(1);
-let connected = false, got = 0, done = false;
-const report = (extra) => { if (done) return; done = true; console.log(JSON.stringify({ connected, got, ...extra })); process.exit(0); };
+let connected = false, got = 0, head = '', done = false;
+const report = (extra) => { if (done) return; done = true; console.log(JSON.stringify({ connected, got, head, ...extra })); process.exit(0); };
 const s = net.createConnection({ path });
 s.on('connect', () => { connected = true; s.write(Buffer.from(hex, 'hex')); });
-s.on('data', (b) => { got += b.length; });
+s.on('data', (b) => { got += b.length; head = (head + b.toString('latin1')).slice(0, 64); });
 s.on('error', (e) => report({ error: e.code }));
 s.on('close', () => report({ closed: true }));
 setTimeout(() => report({ timeout: true }), 5000);
@@ -132,17 +134,20 @@ t.test('the shim socket and the agent socket are 0600', async (t) => {
 t.test('another uid cannot even connect: the mode refuses it', async (t) => {
   t.equal(mode(shimLink).toString(8), '600', 'the link is the shim socket');
   const shim = await connectAsNobody(shimLink, connectFrame(hostId));
-  t.same(shim, { connected: false, got: 0, error: 'EACCES' }, 'shim socket: EACCES for uid 65534');
+  t.same(shim, { connected: false, got: 0, head: '', error: 'EACCES' }, 'shim socket: EACCES for uid 65534');
   // The agent's dir is 0711 here, so only the socket's own mode stands in the way.
   t.equal(mode(agent.dir).toString(8), '711');
   const vm = await connectAsNobody(agent.socket, Buffer.from(`CONNECT ${AGENT_API_PORT}\n`));
-  t.same(vm, { connected: false, got: 0, error: 'EACCES' }, 'agent socket: EACCES for uid 65534');
+  t.same(vm, { connected: false, got: 0, head: '', error: 'EACCES' }, 'agent socket: EACCES for uid 65534');
 });
 
-/** Checks that a peer of another uid got nothing and was hung up on. */
-function expectRefused(t: Test, outcome: PeerOutcome, what: string): void {
+/**
+ * Checks that a peer of another uid got nothing past `preamble` (what a
+ * transport says before ttrpc takes over) and was hung up on.
+ */
+function expectRefused(t: Test, outcome: PeerOutcome, what: string, preamble = /^$/): void {
   t.ok(outcome.connected, `${what}: connect(2) itself succeeds (the mode allows it)`);
-  t.equal(outcome.got, 0, `${what}: not one byte answered`);
+  t.ok(outcome.got === outcome.head.length && preamble.test(outcome.head), `${what}: not one ttrpc byte answered (${JSON.stringify(outcome.head)})`);
   t.ok(outcome.closed === true || outcome.error === 'ECONNRESET' || outcome.error === 'EPIPE', `${what}: the server hung up (${JSON.stringify(outcome)})`);
   t.notOk(outcome.timeout, `${what}: no hang`);
 }
@@ -191,6 +196,22 @@ t.test('SO_PEERCRED on the live shim: with its mode opened up, uid 65534 still g
   } finally {
     await client.close();
   }
+});
+
+t.test('SO_PEERCRED on the live agent (hvsock): with its mode opened up, uid 65534 gets the hybrid ack and no ttrpc', async (t) => {
+  chmodSync(agent.socket, 0o666);
+  let outcome: PeerOutcome;
+  try {
+    outcome = await connectAsNobody(agent.socket, Buffer.concat([Buffer.from(`CONNECT ${AGENT_API_PORT}\n`), connectFrame(vmId)]));
+  } finally {
+    chmodSync(agent.socket, 0o600);
+  }
+  t.equal(mode(agent.socket).toString(8), '600', 'the agent socket is 0600 again');
+  // The hybrid vsock layer acks the CONNECT line; the ttrpc server then checks who is on the other end.
+  expectRefused(t, outcome, 'uid 65534 on the agent', /^OK \d+\n$/);
+  const r = await withAgentClient(agent.socket, (task) => task.connect({ id: vmId }, inNamespace(c.namespace)));
+  t.ok(r.taskPid > 0, `the agent still serves its own user (task pid ${r.taskPid})`);
+  t.ok(agent.alive, 'the agent is still up');
 });
 
 /** Names of every entry under `dir`, recursively (symlinks not followed). */
@@ -247,6 +268,36 @@ t.test('the shim Task API refuses traversal ids with InvalidArgument', async (t)
     await client.close();
   }
   t.same([tree(scratch), tree(join('/run/containerd/runc', c.namespace))], before, 'nothing created in the bundle or the runc root');
+});
+
+t.test('the shim Task API: a bundle whose rootfs is a symlink out of it is refused, nothing mounted or written', async (t) => {
+  const bundle = mkdtempSync(join(scratch, 'linked-'));
+  const outside = mkdtempSync(join(scratch, 'outside-'));
+  const hostBundle = join(c.state, 'io.containerd.runtime.v2.task', c.namespace, hostId);
+  writeFileSync(join(bundle, 'config.json'), readFileSync(join(hostBundle, 'config.json')));
+  symlinkSync(outside, join(bundle, 'rootfs'));
+  const id = c.newId('linked');
+  const rootfs = [{ type: 'bind', source: busyboxRootfs(c), target: '', options: ['rbind', 'ro'] }];
+  const seenOutside = new Set<string>();
+  const watcher = setInterval(() => {
+    for (const m of mountsUnder(outside)) seenOutside.add(m.mountPoint);
+  }, 2);
+  const { client, task } = await taskClientAt(shimSocket, c.namespace);
+  let err: { code?: number; message?: string } | undefined;
+  try {
+    err = await failure(task.create({ id, bundle, rootfs }, { timeoutMs: 10_000 }));
+    // Were it created after all, it must not outlive the test with its mount outside.
+    if (!err) await task.delete({ id }, { timeoutMs: 10_000 }).catch(() => {});
+  } finally {
+    clearInterval(watcher);
+    await client.close();
+  }
+  t.equal(err?.code, Code.InvalidArgument, `InvalidArgument (${err?.message})`);
+  t.match(err?.message ?? '', /rootfs.*outside/, 'the error names the rootfs and says it leads outside');
+  t.same([...seenOutside], [], 'nothing was mounted outside, not even for a moment');
+  t.same(readdirSync(outside), [], 'nothing was written outside');
+  t.same(readdirSync(bundle).sort(), ['config.json', 'rootfs'], 'nothing was written in the bundle either');
+  t.notOk(existsSync(join('/run/containerd/runc', c.namespace, id)), 'no runc state');
 });
 
 // ---- the agent, called directly as the VM-mode shim would ----

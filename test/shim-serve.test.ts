@@ -1,10 +1,10 @@
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from './harness/repo.js';
+import { repoRoot, spawnFlint } from './harness/repo.js';
 import { taskClientAt } from './harness/shim-server.js';
 import { spareSocketPath } from '../src/shim/socket-address.js';
 
@@ -45,10 +45,10 @@ async function startServer(): Promise<{ child: ChildProcess; socket: string; exi
   linkSync(`${socket}.tmp`, socket);
   rmSync(`${socket}.tmp`);
   const fd = (listener as unknown as { _handle: { fd: number } })._handle.fd;
-  const child = spawn(process.execPath, [join(repoRoot(), 'dist', 'bundle', 'shim.js'), '-namespace', NS, '-id', `c${n}`, '-address', join(tmp, 'containerd.sock')], {
+  const child = spawnFlint(process.execPath, [join(repoRoot(), 'dist', 'bundle', 'shim.js'), '-namespace', NS, '-id', `c${n}`, '-address', join(tmp, 'containerd.sock')], {
     cwd: bundle,
     stdio: ['ignore', 'ignore', 'ignore', fd],
-    env: { ...process.env, FLINT_CONFIG: config, TTRPC_ADDRESS: join(tmp, 'no-containerd.ttrpc') },
+    extraEnv: { FLINT_CONFIG: config, TTRPC_ADDRESS: join(tmp, 'no-containerd.ttrpc') },
   });
   children.add(child);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

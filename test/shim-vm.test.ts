@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -6,7 +6,7 @@ import t from 'tap';
 import { defineCtrScenarios } from './harness/ctr-scenarios.js';
 import { busyboxRootfs, CONTAINER_PATH, isClean, startContainerd, waitForClean, type Containerd } from './harness/index.js';
 import { mountsUnder } from './harness/procfs.js';
-import { repoRoot } from './harness/repo.js';
+import { repoRoot, spawnFlint } from './harness/repo.js';
 import { RUNTIMES } from './harness/scenario.js';
 
 /**
@@ -20,7 +20,7 @@ const agentRoot = join(dir, 'root');
 writeFileSync(join(dir, 'config.json'), JSON.stringify({ mode: 'vm', agent: { address: `hvsock://${vsock}:10789`, dialTimeoutMs: 3000 } }));
 
 function startAgent(): Promise<ChildProcess> {
-  const agent = spawn(join(repoRoot(), 'bin/flint-agent'), ['--listen', `hvsock://${vsock}`, '--root', agentRoot], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const agent = spawnFlint(join(repoRoot(), 'bin/flint-agent'), ['--listen', `hvsock://${vsock}`, '--root', agentRoot], { stdio: ['ignore', 'ignore', 'inherit'] });
   return new Promise((resolve, reject) => {
     const deadline = Date.now() + 10_000;
     const poll = () => {

@@ -507,7 +507,13 @@ t.test('bundle problems', async (t) => {
   writeFileSync(join(arrayConfig, 'config.json'), '[]');
   await expectError(t, task.create({ id: newId('arrconfig'), bundle: arrayConfig, options: runcOptions }), Code.InvalidArgument, join(arrayConfig, 'config.json'), 'config.json not an object');
 
-  for (const bundle of [noConfig, badConfig, arrayConfig]) {
+  // Root reads any file whatever its mode: a directory in its place is what cannot be read.
+  const unreadableConfig = makeBundle(['true']);
+  rmSync(join(unreadableConfig, 'config.json'));
+  mkdirSync(join(unreadableConfig, 'config.json'));
+  await expectError(t, task.create({ id: newId('dirconfig'), bundle: unreadableConfig, options: runcOptions }), Code.InvalidArgument, `failed to read spec ${join(unreadableConfig, 'config.json')}`, 'unreadable config.json');
+
+  for (const bundle of [noConfig, badConfig, arrayConfig, unreadableConfig]) {
     t.notOk(existsSync(join(bundle, 'flint-runc.json')), 'a failed create leaves no settings file');
   }
   t.equal(service.size, 0, 'no container was kept');

@@ -9,8 +9,14 @@ import { loadConfig } from '../config/config.js';
 /** Set in the pre-spawned server's environment: the fd of its end of the handoff socket. */
 export const HANDOFF_ENV = 'FLINT_SHIM_HANDOFF_FD';
 const HANDOFF_FD = 3;
-/** A spare that hears nothing this long was orphaned some other way: it leaves. */
-const HANDOFF_TIMEOUT_MS = 30_000;
+/**
+ * How often a pre-spawned server that has heard nothing checks that `start`
+ * is still its parent. `start` closing its end (exit, kill) is seen at once
+ * as EOF; this catches one orphaned some other way. A slow `start` is no
+ * reason to leave: on a loaded machine it can take minutes, and a server
+ * gone by then fails the container's start with EPIPE.
+ */
+const ORPHAN_CHECK_MS = 30_000;
 
 /** What `start` tells the server it pre-spawned, along with the listening socket. */
 export interface HandoffMessage {
@@ -33,7 +39,7 @@ export interface HandoffMessage {
  * does, so the two overlap: `start` works out the group and binds the
  * socket while the server boots, then hands it the listening socket over a
  * socketpair (SCM_RIGHTS). If a live server already serves the group, the
- * spare is told nothing and exits when its end of the socketpair closes.
+ * pre-spawned server is told nothing and exits when its end of the socketpair closes.
  */
 export class ServerHandoff {
   private constructor(private fd: number | undefined) {}
@@ -69,6 +75,21 @@ export class ServerHandoff {
 }
 
 /**
+ * Gives the listening socket to a server. The pre-spawned one may be gone
+ * before it hears from us (a crash at boot: the socketpair answers EPIPE);
+ * a fresh server then takes its place, once.
+ */
+export function handOver(takeServer: () => ServerHandoff, fd: number, message: HandoffMessage): void {
+  try {
+    takeServer().send(fd, message);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EPIPE' && code !== 'ECONNRESET') throw err;
+    takeServer().send(fd, message);
+  }
+}
+
+/**
  * In the pre-spawned server: waits for `start`'s message. Resolves with the
  * listening socket and what to serve, or undefined when `start` closed the
  * handoff without one.
@@ -97,9 +118,12 @@ export function receiveHandoff(): Promise<Handoff | undefined> {
       }
       finish(() => resolve({ listenerFd: received.fd, message }));
     });
-    const timer = setTimeout(() => finish(() => resolve(undefined)), HANDOFF_TIMEOUT_MS);
+    const parent = process.ppid;
+    const timer = setInterval(() => {
+      if (process.ppid !== parent) finish(() => resolve(undefined));
+    }, ORPHAN_CHECK_MS);
     const finish = (settle: () => void) => {
-      clearTimeout(timer);
+      clearInterval(timer);
       poller.close();
       closeSync(fd);
       settle();

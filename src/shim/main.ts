@@ -51,7 +51,7 @@ export async function shimMain(argv: readonly string[], scriptPath: string): Pro
  * should listen, unless this container most likely joins a live server.
  */
 async function start(args: ShimArgs, scriptPath: string): Promise<string> {
-  const [{ ServerHandoff, serverLikelyNeeded }, { SpareClaim }, { spareSocketPath }] = await Promise.all([
+  const [{ handOver, ServerHandoff, serverLikelyNeeded }, { SpareClaim }, { spareSocketPath }] = await Promise.all([
     import('./handoff.js'),
     import('./spare-claim.js'),
     import('./socket-address.js'),
@@ -62,9 +62,16 @@ async function start(args: ShimArgs, scriptPath: string): Promise<string> {
   const early = !spare && serverLikelyNeeded() ? ServerHandoff.spawn(serverArgv, cwd) : undefined;
   try {
     const { startShim } = await import('./start.js');
+    let fresh = early;
+    // The pre-spawned server first, a new one after that.
+    const takeServer = () => {
+      const server = fresh ?? ServerHandoff.spawn(serverArgv, cwd);
+      fresh = undefined;
+      return server;
+    };
     return await startShim(args, async (listenerFd, message) => {
       if (spare && (await spare.send(listenerFd, message))) return;
-      (early ?? ServerHandoff.spawn(serverArgv, cwd)).send(listenerFd, message);
+      handOver(takeServer, listenerFd, message);
     });
   } finally {
     spare?.close();

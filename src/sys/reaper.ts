@@ -6,8 +6,12 @@ import { isReapedStdio, ReapedChild } from './reaped-child.js';
 /** How long an exit nobody asked for is kept, for a pid learnt late (the exec pid-file race). */
 const UNCLAIMED_TTL_MS = 60_000;
 const UNCLAIMED_MAX = 4096;
-/** Strays (zombies nobody watches) are looked for at most this often: it costs a /proc walk. */
-const STRAY_SCAN_DELAY_MS = 200;
+/**
+ * Strays (zombies nobody watches) are looked for at most this often: it
+ * costs a /proc walk, and a process someone waits for is reaped by pid
+ * at once anyway, so only truly unclaimed zombies wait for it.
+ */
+const STRAY_SCAN_DELAY_MS = 1_000;
 
 type Waiter = (exit: ExitStatus) => void;
 

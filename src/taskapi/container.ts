@@ -2,6 +2,7 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readSpec, type OciSpec } from '../bundle/spec.js';
 import { mountAll, unmountAll } from '../bundle/mount.js';
+import { safeJoin } from '../bundle/safe-join.js';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errdefs/errors.js';
 import type { containerd } from '../generated/index.js';
 import { Runc } from '../runc/runc.js';
@@ -102,12 +103,14 @@ export class Container {
       spawn: (command, args, options) => deps.reaper.spawnHelper(command, args, options),
     });
     const ctx: ProcessContext = { containerId: id, namespace: deps.namespace, bundle, runc, events: deps.events, reaper: deps.reaper, ioOwner: request.runc.ioOwner };
+    const rootfs = join(bundle, 'rootfs');
+    // Checked before anything is written: a rootfs that is a symlink out of the bundle would take the mounts with it.
+    if (request.rootfs.length > 0) safeJoin(bundle, 'rootfs');
     const cleanup = new CleanupStack();
     try {
       await writeRuncSettings(bundle, request.runc);
       cleanup.push('runc settings', () => rm(join(bundle, RUNC_SETTINGS_FILE), { force: true }));
       if (request.rootfs.length > 0) {
-        const rootfs = join(bundle, 'rootfs');
         await mkdir(rootfs, { recursive: true, mode: 0o711 });
         cleanup.push('rootfs mounts', () => unmountAll(rootfs));
         await mountAll(request.rootfs.map(toMount), rootfs);

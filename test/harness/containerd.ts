@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,7 @@ import {
 import { renderConfig } from './config.js';
 import { runCommand, spawnCommand, type CommandResult, type RunningCommand } from './exec.js';
 import { isRunning, processesOwnedBy, signal, unmountUnder, type ProcInfo } from './procfs.js';
-import { repoBinDir } from './repo.js';
+import { repoBinDir, spawnFlint } from './repo.js';
 
 /** The containerd under test (Debian package, 1.6.20). */
 export const CONTAINERD_BIN = '/usr/bin/containerd';
@@ -359,9 +359,9 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   const launch = (): ChildProcess => {
     const logFd = openSync(join(dir, 'containerd.log'), 'a');
     try {
-      return spawn(CONTAINERD_BIN, ['--config', configPath], {
+      return spawnFlint(CONTAINERD_BIN, ['--config', configPath], {
         stdio: ['ignore', logFd, logFd],
-        env: { ...process.env, ...opts.env, PATH: path },
+        extraEnv: { ...opts.env, PATH: path },
         cwd: dir,
       });
     } finally {

@@ -1,7 +1,7 @@
-import { execFileSync } from 'node:child_process';
 import { closeSync, constants, openSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { mkfifo } from '../../src/native/fd.js';
 
 /**
  * A FIFO a test made and reads, for stdio paths handed to a shim directly.
@@ -16,7 +16,8 @@ export class FifoReader {
   private closed = false;
 
   constructor(readonly path: string) {
-    execFileSync('mkfifo', [path]);
+    // mkfifo(3) itself: a mkfifo(1) process per FIFO was a good part of a leak-test cycle.
+    mkfifo(path, 0o600);
     const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
     this.keepAlive = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
     this.socket = new net.Socket({ fd, readable: true, writable: false });

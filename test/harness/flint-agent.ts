@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processesOwnedBy, signal, unmountUnder } from './procfs.js';
-import { repoRoot } from './repo.js';
+import { repoRoot, spawnFlint } from './repo.js';
 
 const START_TIMEOUT_MS = 10_000;
 const STOP_GRACE_MS = 10_000;
@@ -74,7 +74,7 @@ export async function startAgent(opts: StartAgentOptions = {}): Promise<AgentHan
   mkdirSync(root, { recursive: true });
   const configPath = join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify({ mode: 'vm', agent: { address: `hvsock://${socket}:10789`, dialTimeoutMs: 3000 } }));
-  const child = spawn(join(repoRoot(), 'bin/flint-agent'), ['--listen', `hvsock://${socket}`, '--root', root], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawnFlint(join(repoRoot(), 'bin/flint-agent'), ['--listen', `hvsock://${socket}`, '--root', root], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => {
     if (stderr.length < 64_000) stderr += b.toString();

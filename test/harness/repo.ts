@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,4 +39,28 @@ function isFlintPackage(path: string): boolean {
 /** Directory holding containerd-shim-flint-v2; goes first on containerd's PATH. */
 export function repoBinDir(): string {
   return join(repoRoot(), 'bin');
+}
+
+/**
+ * Starts a flint process (containerd, and so the shims; the agent; a shim
+ * server) with our environment plus `extraEnv`, but without the test
+ * runner's instrumentation. tap's process-info hook wraps child_process and
+ * adds an --import of itself to NODE_OPTIONS of every child, whatever env
+ * it is given; every node process down the tree then loads it, which costs
+ * each about a third of a second of CPU and writes a file per process, so
+ * the shims (two node processes per container) would run far heavier than
+ * they do in production. env(1) sets the environment anew just before it
+ * execs the command, so the pid is the command's own.
+ */
+export function spawnFlint(command: string, args: readonly string[], options: SpawnOptions & { extraEnv?: Readonly<Record<string, string>> } = {}): ChildProcess {
+  const { extraEnv, ...rest } = options;
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value === undefined || key.startsWith('_TAPJS_') || key === 'TAP' || key.startsWith('TAP_')) continue;
+    if (key === 'NODE_OPTIONS' && value.includes('@tapjs/')) continue;
+    env[key] = value;
+  }
+  Object.assign(env, extraEnv);
+  const assignments = Object.entries(env).map(([key, value]) => `${key}=${value}`);
+  return spawn('/usr/bin/env', ['-i', ...assignments, command, ...args], rest);
 }

@@ -23,6 +23,8 @@ export interface InitCreateOptions {
  */
 export class InitProcess extends ProcessBase<InitOp> {
   private started: Promise<unknown> = Promise.resolve();
+  /** Set once Delete has run `runc delete`, so the cleanup stack does not run it again. */
+  private runcDeleted = false;
 
   constructor(private readonly ctx: ProcessContext, stdio: StdioPaths) {
     super(`container ${ctx.containerId}`, INIT_LIFECYCLE, stdio);
@@ -51,9 +53,8 @@ export class InitProcess extends ProcessBase<InitOp> {
     } else {
       await runc.create(id, createOptions);
     }
-    // After a successful Delete runc holds nothing more: a second `runc delete`
-    // would only cost a process start on containerd's teardown path.
-    cleanup.push('runc container', () => (this.machine.is('deleted') ? undefined : runc.delete(id, { force: true }).catch(ignoreNotFound)));
+    // Delete runs `runc delete` itself; the stack's copy is for the paths that never get there.
+    cleanup.push('runc container', () => (this.runcDeleted ? undefined : runc.delete(id, { force: true }).catch(ignoreNotFound)));
     io.releaseProcessEnds();
     if (this.console) io.attachConsole(this.console.stream);
 
@@ -123,6 +124,7 @@ export class InitProcess extends ProcessBase<InitOp> {
     return this.lock.run(async () => {
       this.machine.assert('delete');
       await this.ctx.runc.delete(this.ctx.containerId, { force: this.machine.is('created') }).catch(ignoreNotFound);
+      this.runcDeleted = true;
       await this.closeStdio();
       this.machine.transition('deleted');
     });
