@@ -2,11 +2,13 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
+import { taskEventsDuring } from './harness/ctr-events.js';
 import { startAgent } from './harness/flint-agent.js';
-import { fdCount, fdTargets } from './harness/host-state.js';
+import { fdCount, fdTargets, flintServers } from './harness/host-state.js';
 import { busyboxRootfs, CONTAINER_PATH, startContainerd, type Containerd } from './harness/index.js';
 import { listProcesses, withDescendants } from './harness/procfs.js';
-import { removeContainer, RUNTIMES } from './harness/scenario.js';
+import { removeContainer, runRm, RUNTIMES } from './harness/scenario.js';
+import { shimSocketOf } from './harness/shim-server.js';
 
 /**
  * The shim's VM mode (src/vm) through a private containerd, beyond the ctr
@@ -71,5 +73,56 @@ t.test('an exec of a missing binary fails at once and leaves nothing in the agen
     t.same({ code: again.code, stdout: again.stdout.toString() }, { code: 0, stdout: 'reused\n' }, 'the exec id is free again');
   } finally {
     await removeContainer(c, id);
+  }
+});
+
+t.test('a reused container id: each run\'s events reach containerd once, in order, its own', async (t) => {
+  const id = c.newId('reuse');
+  // A container kept alive in the namespace keeps its shim server up, for the reuse within one server.
+  const keeper = c.newId('keeper');
+  const events = await taskEventsDuring(c, id, async () => {
+    const first = await runRm(c, 'flint', ['sh', '-c', 'exit 3'], { id });
+    t.equal(first.code, 3, first.stderr);
+    t.equal(await settled(() => flintServers(c).length, 0, 10_000), 0, 'the first run\'s shim server has exited');
+    const second = await runRm(c, 'flint', ['sh', '-c', 'echo again; exit 4'], { id });
+    t.same({ code: second.code, stdout: second.stdout.toString() }, { code: 4, stdout: 'again\n' }, 'a new shim server runs the id again');
+    await runDetached(keeper, ['sleep', '1000']);
+    const server = flintServers(c).map((p) => p.pid);
+    const third = await runRm(c, 'flint', ['sh', '-c', 'exit 5'], { id });
+    const fourth = await runRm(c, 'flint', ['sh', '-c', 'exit 6'], { id });
+    t.same([third.code, fourth.code], [5, 6], 'one server runs the id twice in a row');
+    t.same(flintServers(c).map((p) => p.pid), server, 'the same server did');
+    await removeContainer(c, keeper);
+  });
+  const once = ['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete'];
+  t.same(events.map((e) => e.topic), [...once, ...once, ...once, ...once], 'each run\'s events, each once, in order');
+  t.same(events.filter((e) => e.topic === '/tasks/exit').map((e) => e.fields.exit_status), [3, 4, 5, 6], 'each exit is its own run\'s');
+});
+
+t.test('two namespaces on one agent: their shims run containers side by side', async (t) => {
+  const namespaces = [c.namespace, `${c.namespace}-b`];
+  const keepers = namespaces.map((namespace) => ({ namespace, id: c.newId('side') }));
+  try {
+    // A shim server per namespace, both serving the one agent, each with a container and its stdio.
+    for (const k of keepers) await runDetached(k.id, ['sleep', '1000'], k.namespace);
+    t.equal(new Set(keepers.map((k) => shimSocketOf(c, k.id, k.namespace))).size, 2, 'one shim server per namespace');
+    for (let round = 0; round < 3; round++) {
+      const runs = namespaces.flatMap((namespace) =>
+        [0, 1].map(async (i) => {
+          const text = `${namespace}-${round}-${i}`;
+          const r = await runRm(c, 'flint', ['sh', '-c', `echo ${text}`], { namespace });
+          return { code: r.code, stdout: r.stdout.toString(), want: `${text}\n` };
+        }),
+      );
+      const execs = keepers.map(async (k) => {
+        const r = await c.ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', `x${round}`, k.id, 'echo', `${k.namespace}-exec`], { namespace: k.namespace, timeoutMs: 30_000 });
+        return { code: r.code, stdout: r.stdout.toString(), want: `${k.namespace}-exec\n` };
+      });
+      for (const r of await Promise.all([...runs, ...execs])) {
+        t.same({ code: r.code, stdout: r.stdout }, { code: 0, stdout: r.want }, `round ${round}: ${r.want.trim()}`);
+      }
+    }
+  } finally {
+    for (const k of keepers) await removeContainer(c, k.id, k.namespace);
   }
 });

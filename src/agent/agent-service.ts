@@ -70,12 +70,13 @@ export class AgentTaskService implements TaskService {
     assertSafeMountTarget(join(bundle, 'rootfs'), bundle);
     const cleanup = new CleanupStack();
     try {
+      const stdio = await this.listenStdio(request, extra.ports, cleanup);
       await mkdir(dirname(bundle), { recursive: true, mode: 0o711 });
       await mkdirExclusive(bundle, request.id);
       cleanup.push('bundle', () => rm(bundle, { recursive: true, force: true }));
       await mkdir(join(bundle, 'rootfs'), { mode: 0o711 });
       await writeFileAtomic(join(bundle, 'config.json'), specJson(extra.jsonSpec, 'create'), 0o600);
-      const stdio = await this.prepareStdio(request, bundle, taskExecId(request.id, ''), extra.ports, cleanup);
+      stdio?.makeFifos(bundle, taskExecId(request.id, ''));
       request.bundle = bundle;
       request.rootfs = request.rootfs.map(stripVmLocalPrefix);
       if (stdio) Object.assign(request, stdio.paths);
@@ -103,7 +104,8 @@ export class AgentTaskService implements TaskService {
     const bundle = safeJoin(this.options.root, ctx.metadata.getFirst(NAMESPACE_KEY) || 'default', request.id);
     const cleanup = new CleanupStack();
     try {
-      const stdio = await this.prepareStdio(request, bundle, taskExecId(request.id, request.execId), extra.ports, cleanup);
+      const stdio = await this.listenStdio(request, extra.ports, cleanup);
+      stdio?.makeFifos(bundle, taskExecId(request.id, request.execId));
       if (stdio) Object.assign(request, stdio.paths);
       request.spec = { typeUrl: OCI_PROCESS_TYPE, value: Buffer.from(specJson(extra.jsonSpec, 'exec')) } as google.protobuf.Any;
       await this.inner.exec(request, ctx);
@@ -206,15 +208,9 @@ export class AgentTaskService implements TaskService {
     return this.inner.connect(request, ctx);
   }
 
-  private async prepareStdio(
-    request: { stdout: string },
-    bundle: string,
-    fileKey: string,
-    ports: StdioPorts,
-    cleanup: CleanupStack,
-  ): Promise<AgentStdio | undefined> {
+  private async listenStdio(request: { stdout: string }, ports: StdioPorts, cleanup: CleanupStack): Promise<AgentStdio | undefined> {
     if (isAgentOnlyIO(request.stdout) || (!ports.stdin && !ports.stdout && !ports.stderr)) return undefined;
-    const stdio = await AgentStdio.prepare(this.options.listenAddress, bundle, fileKey, ports);
+    const stdio = await AgentStdio.listen(this.options.listenAddress, ports);
     cleanup.push('stdio', () => stdio.close());
     return stdio;
   }
