@@ -5,10 +5,10 @@ import t from 'tap';
 import { taskEventsDuring } from './harness/ctr-events.js';
 import { startAgent } from './harness/flint-agent.js';
 import { fdCount, fdTargets, flintServers } from './harness/host-state.js';
-import { busyboxRootfs, CONTAINER_PATH, startContainerd, type Containerd } from './harness/index.js';
-import { listProcesses, withDescendants } from './harness/procfs.js';
-import { removeContainer, runRm, RUNTIMES } from './harness/scenario.js';
-import { shimSocketOf } from './harness/shim-server.js';
+import { busyboxRootfs, CONTAINER_PATH, startContainerd, waitForClean, type Containerd } from './harness/index.js';
+import { isRunning, listProcesses, withDescendants } from './harness/procfs.js';
+import { removeContainer, runRm, RUNTIMES, taskStatus } from './harness/scenario.js';
+import { shimPidOf, shimSocketOf, taskClientAt } from './harness/shim-server.js';
 
 /**
  * The shim's VM mode (src/vm) through a private containerd, beyond the ctr
@@ -125,4 +125,32 @@ t.test('two namespaces on one agent: their shims run containers side by side', a
   } finally {
     for (const k of keepers) await removeContainer(c, k.id, k.namespace);
   }
+});
+
+t.test('Connect: the task pid from the agent, the shim\'s own pid; Shutdown leaves live tasks and the agent alone', async (t) => {
+  const id = c.newId('connect');
+  await runDetached(id, ['sleep', '1000']);
+  const socket = shimSocketOf(c, id);
+  const shimPid = shimPidOf(socket);
+  const { client, task } = await taskClientAt(socket, c.namespace);
+  try {
+    const connect = await task.connect({ id });
+    const state = await task.state({ id });
+    t.equal(connect.shimPid, shimPid, 'shim_pid is the shim server\'s');
+    t.ok(connect.taskPid > 0 && connect.taskPid === state.pid, `task_pid is the task's (${connect.taskPid})`);
+    t.ok(withDescendants([agent.pid], listProcesses()).has(connect.taskPid), 'a process the agent runs');
+
+    await task.shutdown({ id, now: true });
+    const exec = await c.ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'after', id, 'echo', 'still'], { timeoutMs: 20_000 });
+    t.same({ code: exec.code, stdout: exec.stdout.toString() }, { code: 0, stdout: 'still\n' }, 'the shim still serves its task after Shutdown{now}');
+    t.ok(isRunning(shimPid), 'the shim server is still running');
+    t.equal(await taskStatus(c, id), 'RUNNING', 'the task still runs');
+    t.ok(agent.alive, 'the agent is still running');
+  } finally {
+    await client.close();
+    await removeContainer(c, id);
+  }
+  const report = await waitForClean(c, 10_000);
+  t.same(report.processes, [], 'after its last task the shim server exits');
+  t.ok(agent.alive, 'and the agent, which may serve other shims, does not');
 });

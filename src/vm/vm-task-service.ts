@@ -66,6 +66,7 @@ export class VmTaskService implements TaskService {
   private readonly agent: AgentConnection;
   private readonly relay: EventRelay;
   private readonly processes = new Map<string, HostProcess>();
+  private creating = 0;
 
   constructor(private readonly options: VmTaskServiceOptions) {
     this.agent = new AgentConnection(options.address, options.dialTimeoutMs, options.log);
@@ -73,11 +74,21 @@ export class VmTaskService implements TaskService {
     void this.agent.lost.then(() => this.settleAfterAgentLoss());
   }
 
+  /** Tasks served, those being created included: a Shutdown must not end the shim under a Create. */
   get size(): number {
-    return [...this.processes.values()].filter((p) => !p.execId).length;
+    return [...this.processes.values()].filter((p) => !p.execId).length + this.creating;
   }
 
   async create(request: containerd.task.v2.CreateTaskRequest, ctx: CallContext): Promise<containerd.task.v2.CreateTaskResponse.$Properties> {
+    this.creating++;
+    try {
+      return await this.createTask(request, ctx);
+    } finally {
+      this.creating--;
+    }
+  }
+
+  private async createTask(request: containerd.task.v2.CreateTaskRequest, ctx: CallContext): Promise<containerd.task.v2.CreateTaskResponse.$Properties> {
     const task = await this.agent.task();
     const spec = await readFile(join(request.bundle, 'config.json'));
     const paths = { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal };
@@ -186,14 +197,36 @@ export class VmTaskService implements TaskService {
     return (await this.agent.task()).closeIO(request, this.callOptions(ctx));
   }
 
+  /**
+   * The task pid is the agent's answer, as it runs the task; the shim pid is
+   * this shim's own. With the agent gone the shim answers alone: containerd
+   * calls Connect before every Wait, and that Wait must still get the exit
+   * the shim reports for a lost agent.
+   */
   async connect(request: containerd.task.v2.ConnectRequest, ctx: CallContext): Promise<containerd.task.v2.ConnectResponse.$Properties> {
     const process = this.processes.get(this.key(ctx, request.id, ''));
-    return { shimPid: globalThis.process.pid, taskPid: process?.pid ?? 0, version: '' };
+    const local = { shimPid: globalThis.process.pid, taskPid: process?.pid ?? 0, version: '' };
+    if (this.agent.isLost) return local;
+    try {
+      const response = await (await this.agent.task()).connect(request, this.callOptions(ctx));
+      return { ...response, shimPid: local.shimPid };
+    } catch (err) {
+      if (this.agent.isLost) return local;
+      throw err;
+    }
   }
 
-  async shutdown(request: containerd.task.v2.ShutdownRequest, _ctx: CallContext): Promise<Empty> {
-    // The agent serves the VM, not this shim: it is not shut down with it.
-    if (request.now || this.size === 0) this.options.onShutdown();
+  /**
+   * Ends this shim once it serves no task; it is not forwarded. In
+   * firecracker-containerd a shim owns its VM, so its teardown stops the VM
+   * with the agent's Shutdown{now}. A flint shim owns no VM: the agent may
+   * serve other shims (other namespaces, an old shim still exiting, another
+   * containerd) and outlives each of them. The agent ends when whoever runs
+   * the VM stops it, or by itself with --exit-when-empty. `now` is ignored,
+   * as by the runc shim: live tasks are never left without their shim.
+   */
+  async shutdown(_request: containerd.task.v2.ShutdownRequest, _ctx: CallContext): Promise<Empty> {
+    if (this.size === 0) this.options.onShutdown();
     return {};
   }
 
