@@ -39,7 +39,7 @@ t.test('the task really runs in the agent: its bundle is under the agent root', 
   t.notOk(existsSync(join(agentRoot, c.namespace, id)), 'the agent removed the bundle on delete');
 });
 
-t.test('agent killed mid-run: calls fail within seconds and nothing is left on the host', async (t) => {
+t.test('agent killed mid-run: calls fail within seconds, a new shim serves the agent once back, nothing is left on the host', async (t) => {
   const id = c.newId('loss');
   const run = await c.ctr(['run', '-d', '--runtime', RUNTIMES.flint, '--fifo-dir', c.fifoDir, '--env', CONTAINER_PATH, '--rootfs', busyboxRootfs(c), id, 'sleep', '1000']);
   t.equal(run.code, 0, run.stderr);
@@ -51,14 +51,17 @@ t.test('agent killed mid-run: calls fail within seconds and nothing is left on t
   t.ok(Date.now() - started < 10_000, `failed within seconds (${Date.now() - started} ms)`);
   const status = await c.ctr(['task', 'ls']);
   t.match(status.stdout.toString(), new RegExp(`${id}\\s+\\d+\\s+STOPPED`), 'the task reports an exit');
-  const rm = await c.ctr(['task', 'delete', '-f', id], { timeoutMs: 20_000 });
-  t.notOk(rm.timedOut, 'delete does not hang');
-  await c.ctr(['container', 'delete', id]);
   // The agent's containers died with it only in a real VM; outside one, the new agent removes what it left.
   await agent.restart();
+  // The old shim still holds the lost task, but a new container of its group gets a new shim.
   const again = c.newId('back');
   const r = await c.ctr(['run', '--rm', '--runtime', RUNTIMES.flint, '--fifo-dir', c.fifoDir, '--env', CONTAINER_PATH, '--rootfs', busyboxRootfs(c), again, 'echo', 'back'], { timeoutMs: 30_000 });
-  t.equal(r.stdout.toString(), 'back\n', 'a new shim uses the agent once it is back');
+  t.equal(r.stdout.toString(), 'back\n', 'a new shim uses the agent once it is back, the lost task not yet deleted');
+  const rm = await c.ctr(['task', 'delete', '-f', id], { timeoutMs: 20_000 });
+  t.notOk(rm.timedOut, 'delete does not hang');
+  t.equal(rm.code, 0, `the lost task is deleted ${rm.stderr}`);
+  t.match(rm.stderr, /exit code 255/, 'its exit status is 255');
+  await c.ctr(['container', 'delete', id]);
   const report = await waitForClean(c, 10_000);
   t.same(report.processes, [], 'no shim left on the host');
   t.same(report.mounts, [], 'no mounts left on the host');

@@ -55,7 +55,7 @@ export async function serveShim(args: ShimArgs, listenerFd: number, configPath: 
     process.exit(0);
   };
 
-  const service = createService(config, { args, reaper, publisher, log, onShutdown: () => void shutdown('shutdown requested') });
+  const service = createService(config, { args, reaper, publisher, log, onShutdown: () => void shutdown('shutdown requested'), onAgentLost: () => socket.remove() });
   const closeService = () => (service instanceof VmTaskService ? service.close() : undefined);
   server.register(TaskDescriptor, traced(service, log, 'task'));
 
@@ -76,6 +76,7 @@ interface ServiceDeps {
   readonly publisher: EventPublisher;
   readonly log: Logger;
   readonly onShutdown: () => void;
+  readonly onAgentLost: () => void;
 }
 
 function createService(config: FlintConfig, deps: ServiceDeps): TaskService {
@@ -87,6 +88,7 @@ function createService(config: FlintConfig, deps: ServiceDeps): TaskService {
       events: deps.publisher,
       log: deps.log.child({ component: 'vm' }),
       onShutdown: deps.onShutdown,
+      onAgentLost: deps.onAgentLost,
     });
   }
   return new RuncTaskService({

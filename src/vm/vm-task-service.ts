@@ -52,6 +52,12 @@ export interface VmTaskServiceOptions {
   readonly log: Logger;
   /** Called by Shutdown once no task is left. */
   readonly onShutdown: () => void;
+  /**
+   * Called once the agent is gone. The server gives up its socket then, so
+   * the next container of its group starts a new shim, which reaches the
+   * agent once it is back, while this one still answers for its lost tasks.
+   */
+  readonly onAgentLost?: () => void;
 }
 
 /**
@@ -71,7 +77,10 @@ export class VmTaskService implements TaskService {
   constructor(private readonly options: VmTaskServiceOptions) {
     this.agent = new AgentConnection(options.address, options.dialTimeoutMs, options.log);
     this.relay = new EventRelay(this.agent, options.events, options.log);
-    void this.agent.lost.then(() => this.settleAfterAgentLoss());
+    void this.agent.lost.then(() => {
+      this.settleAfterAgentLoss();
+      options.onAgentLost?.();
+    });
   }
 
   /** Tasks served, those being created included: a Shutdown must not end the shim under a Create. */
@@ -243,6 +252,8 @@ export class VmTaskService implements TaskService {
     return (await this.agent.task()).checkpoint(request, this.callOptions(ctx));
   }
   async kill(request: containerd.task.v2.KillRequest, ctx: CallContext) {
+    // A process lost with its agent has exited; `ctr task delete -f` kills before it deletes.
+    if (this.processes.get(this.key(ctx, request.id, request.execId))?.lostExit) throw new NotFoundError('process already finished');
     return (await this.agent.task()).kill(request, this.callOptions(ctx));
   }
   async resizePty(request: containerd.task.v2.ResizePtyRequest, ctx: CallContext) {
