@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
@@ -153,4 +153,37 @@ t.test('Connect: the task pid from the agent, the shim\'s own pid; Shutdown leav
   const report = await waitForClean(c, 10_000);
   t.same(report.processes, [], 'after its last task the shim server exits');
   t.ok(agent.alive, 'and the agent, which may serve other shims, does not');
+});
+
+t.test('file:// and binary:// log URIs are handled in the agent, with no vsock stdio', async (t) => {
+  const dir = join(agent.dir, 'logs');
+  const logFile = join(dir, 'out.log');
+  const fileId = c.newId('logfile');
+  const run = await c.ctr(['run', '-d', '--runtime', RUNTIMES.flint, '--log-uri', `file://${logFile}`, '--env', CONTAINER_PATH, '--rootfs', busyboxRootfs(c), fileId, 'sh', '-c', 'echo to-file; echo err-to-file >&2; exec sleep 1000'], { timeoutMs: 30_000 });
+  t.equal(run.code, 0, run.stderr);
+  try {
+    t.same(readdirSync(join(agent.root, c.namespace, fileId)).filter((f) => /-(stdin|stdout|stderr)$/.test(f)), [], 'no FIFO set in the agent bundle');
+    const text = await settled(() => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''), 'to-file\nerr-to-file\n');
+    t.match(text, /to-file/, 'stdout reached the file');
+    t.match(text, /err-to-file/, 'stderr reached the file');
+  } finally {
+    await removeContainer(c, fileId);
+  }
+
+  const logger = join(dir, 'logger.sh');
+  const captured = join(dir, 'captured.log');
+  writeFileSync(logger, `#!/bin/sh\nexec 5>&-\necho "$CONTAINER_NAMESPACE/$CONTAINER_ID" > ${captured}\ncat <&3 >> ${captured} &\ncat <&4 >> ${captured}\nwait\n`);
+  chmodSync(logger, 0o755);
+  const binId = c.newId('logbin');
+  const bin = await c.ctr(['run', '-d', '--runtime', RUNTIMES.flint, '--log-uri', `binary://${logger}`, '--env', CONTAINER_PATH, '--rootfs', busyboxRootfs(c), binId, 'sh', '-c', 'echo to-logger; exec sleep 1000'], { timeoutMs: 30_000 });
+  t.equal(bin.code, 0, bin.stderr);
+  try {
+    const got = await settled(() => (existsSync(captured) ? readFileSync(captured, 'utf8') : ''), `${c.namespace}/${binId}\nto-logger\n`);
+    t.equal(got, `${c.namespace}/${binId}\nto-logger\n`, 'the logger got the ids and the output');
+    const procs = listProcesses();
+    const underAgent = withDescendants([agent.pid], procs);
+    t.ok(procs.some((p) => underAgent.has(p.pid) && p.argv.includes(logger)), 'the logger runs under the agent');
+  } finally {
+    await removeContainer(c, binId);
+  }
 });
