@@ -48,8 +48,8 @@ export async function serveShim(args: ShimArgs, listenerFd: number, configPath: 
     socket.remove();
     await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 1_000))]);
     server.destroy();
-    // Stop taking events (VM mode) before the publisher drains what it has.
-    closeService();
+    // VM mode: relay what the agent still has, then stop taking events, before the publisher drains what it has.
+    await closeService();
     await publisher.close(PUBLISHER_DRAIN_MS);
     log.flush();
     process.exit(0);

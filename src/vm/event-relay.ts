@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import type { flint } from '../generated/index.js';
+import { waitAtMost } from '../sys/wait-at-most.js';
 import type { EventPublisher } from '../taskapi/events.js';
 import type { AgentConnection } from './agent-connection.js';
 import { eventContainerId } from './event-owner.js';
@@ -28,6 +30,9 @@ export class EventRelay {
   private readonly claims = new Map<string, number[]>();
   private running = false;
   private stopped = false;
+  /** The sequence number of the last event the relay has handled. */
+  private position = 0;
+  private readonly progressWaiters: (() => void)[] = [];
 
   constructor(
     private readonly agent: AgentConnection,
@@ -47,6 +52,21 @@ export class EventRelay {
     return { release: () => this.drop(key, since) };
   }
 
+  /**
+   * Waits until the relay has handled every event the agent has now, for at
+   * most `timeoutMs`. A shim that ends calls this first: the events of its
+   * last Delete are in the agent's log when Shutdown comes, maybe not yet
+   * republished.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    if (!this.running || this.stopped || this.agent.isLost) return;
+    const deadline = Date.now() + timeoutMs;
+    const { sequence } = await (await this.agent.events()).head({}, { timeoutMs });
+    while (this.position < Number(sequence) && !this.agent.isLost && Date.now() < deadline) {
+      await waitAtMost(new Promise<void>((resolve) => this.progressWaiters.push(resolve)), deadline - Date.now());
+    }
+  }
+
   stop(): void {
     this.stopped = true;
   }
@@ -54,6 +74,7 @@ export class EventRelay {
   private start(after: number): void {
     if (this.running) return;
     this.running = true;
+    this.position = after;
     void this.relay(after).catch((err: unknown) => this.log.warn({ err }, 'event relay stopped'));
   }
 
@@ -68,18 +89,24 @@ export class EventRelay {
         return;
       }
       after = Number(response.sequence);
-      const { envelope } = response;
-      const event = envelope?.event;
-      if (!envelope || !event?.typeUrl) continue;
-      const value = event.value ?? new Uint8Array();
-      const owner = eventContainerId(event.typeUrl, value);
-      if (owner === undefined) continue;
-      const key = `${envelope.namespace}/${owner}`;
-      const since = this.claims.get(key)?.[0];
-      if (since === undefined || after <= since) continue;
-      this.events.publish(envelope.namespace ?? '', { topic: envelope.topic ?? '', typeUrl: event.typeUrl, value });
-      if (envelope.topic === '/tasks/delete') this.drop(key, since);
+      this.handle(after, response.envelope);
+      this.position = after;
+      for (const wake of this.progressWaiters.splice(0)) wake();
     }
+  }
+
+  /** Republishes event `sequence` if it belongs to an open claim. */
+  private handle(sequence: number, envelope: flint.vm.v1.GetEventResponse['envelope']): void {
+    const event = envelope?.event;
+    if (!envelope || !event?.typeUrl) return;
+    const value = event.value ?? new Uint8Array();
+    const owner = eventContainerId(event.typeUrl, value);
+    if (owner === undefined) return;
+    const key = `${envelope.namespace}/${owner}`;
+    const since = this.claims.get(key)?.[0];
+    if (since === undefined || sequence <= since) return;
+    this.events.publish(envelope.namespace ?? '', { topic: envelope.topic ?? '', typeUrl: event.typeUrl, value });
+    if (envelope.topic === '/tasks/delete') this.drop(key, since);
   }
 
   private drop(key: string, since: number): void {

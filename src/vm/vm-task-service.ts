@@ -19,6 +19,8 @@ type Empty = google.protobuf.Empty.$Properties;
 /** What containerd sees for a process whose agent went away: like a crashed shim. */
 const AGENT_LOST_EXIT_STATUS = 255;
 const DRAIN_TIMEOUT_MS = 5_000;
+/** How long an ending shim waits for the events still in the agent's log. */
+const RELAY_DRAIN_MS = 2_000;
 
 interface HostProcess {
   readonly namespace: string;
@@ -266,7 +268,9 @@ export class VmTaskService implements TaskService {
     return (await this.agent.task()).stats(request, this.callOptions(ctx));
   }
 
-  close(): void {
+  /** Ends the service when the shim ends: the events its tasks left in the agent's log go out first. */
+  async close(): Promise<void> {
+    await this.relay.drain(RELAY_DRAIN_MS).catch(() => {});
     this.relay.stop();
     for (const process of this.processes.values()) process.stdio?.close();
     this.agent.close();
