@@ -110,12 +110,12 @@ t.test('two namespaces on one agent: their shims run containers side by side', a
       const runs = namespaces.flatMap((namespace) =>
         [0, 1].map(async (i) => {
           const text = `${namespace}-${round}-${i}`;
-          const r = await runRm(c, 'flint', ['sh', '-c', `echo ${text}`], { namespace });
+          const r = await runRm(c, 'flint', ['sh', '-c', `echo ${text}`], { namespace, timeoutMs: 60_000 });
           return { code: r.code, stdout: r.stdout.toString(), want: `${text}\n` };
         }),
       );
       const execs = keepers.map(async (k) => {
-        const r = await c.ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', `x${round}`, k.id, 'echo', `${k.namespace}-exec`], { namespace: k.namespace, timeoutMs: 30_000 });
+        const r = await c.ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', `x${round}`, k.id, 'echo', `${k.namespace}-exec`], { namespace: k.namespace, timeoutMs: 60_000 });
         return { code: r.code, stdout: r.stdout.toString(), want: `${k.namespace}-exec\n` };
       });
       for (const r of await Promise.all([...runs, ...execs])) {
