@@ -3,15 +3,13 @@ import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, rea
 import net from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { containerd, TaskClient, TaskDescriptor } from '../src/generated/index.js';
+import { containerd, TaskDescriptor } from '../src/generated/index.js';
 import { peerCred } from '../src/native/peercred.js';
-import { Client } from '../src/ttrpc/client.js';
 import { Code } from '../src/ttrpc/codes.js';
-import { Metadata, NAMESPACE_KEY } from '../src/ttrpc/metadata.js';
+import { NAMESPACE_KEY } from '../src/ttrpc/metadata.js';
 import { Server } from '../src/ttrpc/server.js';
 import { requireSameUser } from '../src/ttrpc/unix-creds.js';
-import { wrapExtraData } from '../src/vm/extra-data.js';
-import { dialHybrid } from '../src/vsock/hybrid-dial.js';
+import { agentCreateRequest, failure, inNamespace, withAgentClient } from './harness/agent-client.js';
 import { startAgent, type AgentHandle } from './harness/flint-agent.js';
 import { busyboxRootfs, CONTAINER_PATH, RUNTIMES, SHIM_SOCKET_DIR, shimSocketPath, startContainerd, type Containerd } from './harness/index.js';
 import { mountsUnder } from './harness/procfs.js';
@@ -209,7 +207,7 @@ t.test('SO_PEERCRED on the live agent (hvsock): with its mode opened up, uid 655
   t.equal(mode(agent.socket).toString(8), '600', 'the agent socket is 0600 again');
   // The hybrid vsock layer acks the CONNECT line; the ttrpc server then checks who is on the other end.
   expectRefused(t, outcome, 'uid 65534 on the agent', /^OK \d+\n$/);
-  const r = await withAgentClient(agent.socket, (task) => task.connect({ id: vmId }, inNamespace(c.namespace)));
+  const r = await withAgentClient(agent.socket, ({ task }) => task.connect({ id: vmId }, inNamespace(c.namespace)));
   t.ok(r.taskPid > 0, `the agent still serves its own user (task pid ${r.taskPid})`);
   t.ok(agent.alive, 'the agent is still up');
 });
@@ -302,34 +300,14 @@ t.test('the shim Task API: a bundle whose rootfs is a symlink out of it is refus
 
 // ---- the agent, called directly as the VM-mode shim would ----
 
-const EMPTY_SPEC = Buffer.from('{}');
-
 /** A CreateTaskRequest as the VM-mode shim sends it, with no stdio. */
 function agentCreate(id: string, rootfs: containerd.types.IMount[] = []): containerd.task.v2.ICreateTaskRequest {
-  return { id, bundle: '/ignored', rootfs, options: wrapExtraData({ jsonSpec: EMPTY_SPEC, runcOptions: undefined, ports: { stdin: 0, stdout: 0, stderr: 0 } }) };
-}
-
-async function withAgentClient<T>(socket: string, body: (task: TaskClient) => Promise<T>): Promise<T> {
-  const stream = await dialHybrid(socket, AGENT_API_PORT, { timeoutMs: 5_000 });
-  const client = new Client(stream);
-  try {
-    return await body(new TaskClient(client));
-  } finally {
-    await client.close();
-  }
-}
-
-function inNamespace(namespace: string): { metadata: Metadata; timeoutMs: number } {
-  return { metadata: new Metadata({ [NAMESPACE_KEY]: namespace }), timeoutMs: 20_000 };
-}
-
-async function failure(p: Promise<unknown>): Promise<{ code?: number; message?: string } | undefined> {
-  return p.then(() => undefined, (e: unknown) => e as { code?: number; message?: string });
+  return agentCreateRequest(id, { rootfs });
 }
 
 t.test('agent: traversal ids and namespaces are refused with InvalidArgument, nothing created', async (t) => {
   const before = tree(agent.dir);
-  await withAgentClient(agent.socket, async (task) => {
+  await withAgentClient(agent.socket, async ({ task }) => {
     for (const id of [...BAD_IDS, '']) {
       const err = await failure(task.create(agentCreate(id), inNamespace(c.namespace)));
       t.equal(err?.code, Code.InvalidArgument, `id ${JSON.stringify(id.slice(0, 20))}: ${err?.message}`);
@@ -364,7 +342,7 @@ t.test('agent: symlinks under --root are not followed out of it', async (t) => {
     for (const m of mountsUnder(outside)) seenOutside.add(m.mountPoint);
   }, 2);
   try {
-    await withAgentClient(agent.socket, async (task) => {
+    await withAgentClient(agent.socket, async ({ task }) => {
       const a = await failure(task.create(agentCreate('victim'), inNamespace(nsLink)));
       t.equal(a?.code, Code.InvalidArgument, `namespace dir is a symlink out: ${a?.message}`);
       t.match(a?.message ?? '', /outside/, 'the error says it leads outside');
@@ -390,7 +368,7 @@ t.test('agent: a second Create of a live task is refused and leaves the live bun
   const bundle = join(agent.root, c.namespace, vmId);
   const config = readFileSync(join(bundle, 'config.json'), 'utf8');
   const entries = readdirSync(bundle).sort();
-  await withAgentClient(agent.socket, async (task) => {
+  await withAgentClient(agent.socket, async ({ task }) => {
     const err = await failure(task.create(agentCreate(vmId), inNamespace(c.namespace)));
     t.equal(err?.code, Code.AlreadyExists, `AlreadyExists (${err?.message})`);
   });
@@ -418,7 +396,7 @@ t.test('agent: nothing is mounted under /dev, /sys or /proc, whatever --root say
     rmSync(link);
     symlinkSync(target, link);
     const before = existsSync(target) ? readdirSync(target) : undefined;
-    const err = await withAgentClient(forbidden.socket, (task) => failure(task.create(agentCreate('mnt'), inNamespace(c.namespace))));
+    const err = await withAgentClient(forbidden.socket, ({ task }) => failure(task.create(agentCreate('mnt'), inNamespace(c.namespace))));
     t.equal(err?.code, Code.InvalidArgument, `root under ${where}: InvalidArgument (${err?.message})`);
     t.match(err?.message ?? '', /refusing to mount/, `root under ${where}: refused as a mount target`);
     t.same(existsSync(target) ? readdirSync(target) : undefined, before, `root under ${where}: nothing created there`);

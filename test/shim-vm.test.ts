@@ -1,12 +1,11 @@
-import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { defineCtrScenarios } from './harness/ctr-scenarios.js';
+import { startAgent } from './harness/flint-agent.js';
 import { busyboxRootfs, CONTAINER_PATH, isClean, startContainerd, waitForClean, type Containerd } from './harness/index.js';
 import { mountsUnder } from './harness/procfs.js';
-import { repoRoot, spawnFlint } from './harness/repo.js';
 import { RUNTIMES } from './harness/scenario.js';
 
 /**
@@ -14,37 +13,12 @@ import { RUNTIMES } from './harness/scenario.js';
  * hybrid vsock protocol. The agent runs outside a VM on hvsock://<tmp>/fc.vsock,
  * so the shim speaks exactly what it would speak to Firecracker.
  */
-const dir = mkdtempSync('/tmp/fvm-');
-const vsock = join(dir, 'fc.vsock');
-const agentRoot = join(dir, 'root');
-writeFileSync(join(dir, 'config.json'), JSON.stringify({ mode: 'vm', agent: { address: `hvsock://${vsock}:10789`, dialTimeoutMs: 3000 } }));
-
-function startAgent(): Promise<ChildProcess> {
-  const agent = spawnFlint(join(repoRoot(), 'bin/flint-agent'), ['--listen', `hvsock://${vsock}`, '--root', agentRoot], { stdio: ['ignore', 'ignore', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + 10_000;
-    const poll = () => {
-      if (existsSync(vsock)) return resolve(agent);
-      if (agent.exitCode !== null || Date.now() > deadline) return reject(new Error('flint-agent did not start'));
-      setTimeout(poll, 50);
-    };
-    poll();
-  });
-}
-
-async function stopAgent(agent: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (agent.exitCode !== null || agent.signalCode !== null) return;
-  const exited = new Promise((resolve) => agent.once('exit', resolve));
-  agent.kill(signal);
-  await exited;
-}
-
-let agent = await startAgent();
-const c: Containerd = await startContainerd({ env: { FLINT_CONFIG: join(dir, 'config.json') } });
+const agent = await startAgent();
+const agentRoot = agent.root;
+const c: Containerd = await startContainerd({ env: { FLINT_CONFIG: agent.configPath } });
 t.teardown(async () => {
   await c.stop();
-  await stopAgent(agent);
-  rmSync(dir, { recursive: true, force: true });
+  await agent.dispose();
 });
 
 defineCtrScenarios(t, c);
@@ -65,11 +39,11 @@ t.test('the task really runs in the agent: its bundle is under the agent root', 
   t.notOk(existsSync(join(agentRoot, c.namespace, id)), 'the agent removed the bundle on delete');
 });
 
-t.test('agent killed mid-run: calls fail within seconds and nothing is left on the host', async (t) => {
+t.test('agent killed mid-run: calls fail within seconds, a new shim serves the agent once back, nothing is left on the host', async (t) => {
   const id = c.newId('loss');
   const run = await c.ctr(['run', '-d', '--runtime', RUNTIMES.flint, '--fifo-dir', c.fifoDir, '--env', CONTAINER_PATH, '--rootfs', busyboxRootfs(c), id, 'sleep', '1000']);
   t.equal(run.code, 0, run.stderr);
-  await stopAgent(agent, 'SIGKILL');
+  await agent.stop('SIGKILL');
   const started = Date.now();
   const exec = await c.ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'late', id, 'true'], { timeoutMs: 20_000 });
   t.not(exec.code, 0, 'exec after the agent died fails');
@@ -77,14 +51,17 @@ t.test('agent killed mid-run: calls fail within seconds and nothing is left on t
   t.ok(Date.now() - started < 10_000, `failed within seconds (${Date.now() - started} ms)`);
   const status = await c.ctr(['task', 'ls']);
   t.match(status.stdout.toString(), new RegExp(`${id}\\s+\\d+\\s+STOPPED`), 'the task reports an exit');
-  const rm = await c.ctr(['task', 'delete', '-f', id], { timeoutMs: 20_000 });
-  t.notOk(rm.timedOut, 'delete does not hang');
-  await c.ctr(['container', 'delete', id]);
-  // The agent's containers died with it only in a real VM; outside one, kill what it left.
-  agent = await startAgent();
+  // The agent's containers died with it only in a real VM; outside one, the new agent removes what it left.
+  await agent.restart();
+  // The old shim still holds the lost task, but a new container of its group gets a new shim.
   const again = c.newId('back');
   const r = await c.ctr(['run', '--rm', '--runtime', RUNTIMES.flint, '--fifo-dir', c.fifoDir, '--env', CONTAINER_PATH, '--rootfs', busyboxRootfs(c), again, 'echo', 'back'], { timeoutMs: 30_000 });
-  t.equal(r.stdout.toString(), 'back\n', 'a new shim uses the agent once it is back');
+  t.equal(r.stdout.toString(), 'back\n', 'a new shim uses the agent once it is back, the lost task not yet deleted');
+  const rm = await c.ctr(['task', 'delete', '-f', id], { timeoutMs: 20_000 });
+  t.notOk(rm.timedOut, 'delete does not hang');
+  t.equal(rm.code, 0, `the lost task is deleted ${rm.stderr}`);
+  t.match(rm.stderr, /exit code 255/, 'its exit status is 255');
+  await c.ctr(['container', 'delete', id]);
   const report = await waitForClean(c, 10_000);
   t.same(report.processes, [], 'no shim left on the host');
   t.same(report.mounts, [], 'no mounts left on the host');

@@ -70,18 +70,19 @@ export class AgentTaskService implements TaskService {
     assertSafeMountTarget(join(bundle, 'rootfs'), bundle);
     const cleanup = new CleanupStack();
     try {
+      const stdio = await this.listenStdio(request, extra.ports, cleanup);
       await mkdir(dirname(bundle), { recursive: true, mode: 0o711 });
       await mkdirExclusive(bundle, request.id);
       cleanup.push('bundle', () => rm(bundle, { recursive: true, force: true }));
       await mkdir(join(bundle, 'rootfs'), { mode: 0o711 });
       await writeFileAtomic(join(bundle, 'config.json'), specJson(extra.jsonSpec, 'create'), 0o600);
-      const stdio = await this.prepareStdio(request, bundle, taskExecId(request.id, ''), extra.ports, cleanup);
+      stdio?.makeFifos(bundle, taskExecId(request.id, ''));
       request.bundle = bundle;
       request.rootfs = request.rootfs.map(stripVmLocalPrefix);
       if (stdio) Object.assign(request, stdio.paths);
       request.options = (extra.runcOptions ?? null) as google.protobuf.Any | null;
       const response = await this.inner.create(request, ctx);
-      cleanup.push('task', () => this.forceDelete(request.id, ctx));
+      cleanup.push('task', () => this.forceDelete(request.id, '', ctx));
       if (stdio) {
         await stdio.connect(STDIO_CONNECT_TIMEOUT_MS);
         this.onExit(ctx, request.id, '', () => stdio.processExited());
@@ -103,10 +104,14 @@ export class AgentTaskService implements TaskService {
     const bundle = safeJoin(this.options.root, ctx.metadata.getFirst(NAMESPACE_KEY) || 'default', request.id);
     const cleanup = new CleanupStack();
     try {
-      const stdio = await this.prepareStdio(request, bundle, taskExecId(request.id, request.execId), extra.ports, cleanup);
+      const stdio = await this.listenStdio(request, extra.ports, cleanup);
+      stdio?.makeFifos(bundle, taskExecId(request.id, request.execId));
       if (stdio) Object.assign(request, stdio.paths);
       request.spec = { typeUrl: OCI_PROCESS_TYPE, value: Buffer.from(specJson(extra.jsonSpec, 'exec')) } as google.protobuf.Any;
       await this.inner.exec(request, ctx);
+      // Undone here if the stdio never connects: the shim then reports the
+      // exec as failed, so containerd never deletes it.
+      cleanup.push('exec', () => this.forceDelete(request.id, request.execId, ctx));
       if (stdio) await stdio.connect(STDIO_CONNECT_TIMEOUT_MS);
       this.processes.set(key, { stdio, cleanup });
       return {};
@@ -116,15 +121,32 @@ export class AgentTaskService implements TaskService {
   }
 
   async start(request: containerd.task.v2.StartRequest, ctx: CallContext): Promise<containerd.task.v2.StartResponse.$Properties> {
-    const response = await this.inner.start(request, ctx);
     const stdio = request.execId ? this.processes.get(this.key(ctx, request.id, request.execId))?.stdio : undefined;
+    let response: containerd.task.v2.StartResponse.$Properties;
+    try {
+      response = await this.inner.start(request, ctx);
+    } catch (err) {
+      // The exec never ran: its output ends now, as the runc shim closes its
+      // stdio when a start fails. containerd's client waits for that EOF
+      // before it deletes the exec, which runs the rest of the exec's stack.
+      stdio?.processExited();
+      throw err;
+    }
     if (stdio) this.onExit(ctx, request.id, request.execId, () => stdio.processExited());
     return response;
   }
 
   async delete(request: containerd.task.v2.DeleteRequest, ctx: CallContext): Promise<containerd.task.v2.DeleteResponse.$Properties> {
-    const response = await this.inner.delete(request, ctx);
     const key = this.key(ctx, request.id, request.execId);
+    let response: containerd.task.v2.DeleteResponse.$Properties;
+    try {
+      response = await this.inner.delete(request, ctx);
+    } catch (err) {
+      // Gone from the task service already (deleted with its container, or
+      // undone): what the agent set up for it goes too, or nothing ever removes it.
+      if (err instanceof NotFoundError) await this.forget(key);
+      throw err;
+    }
     const process = this.processes.get(key);
     this.processes.delete(key);
     await process?.stdio?.drain(DRAIN_TIMEOUT_MS);
@@ -186,15 +208,9 @@ export class AgentTaskService implements TaskService {
     return this.inner.connect(request, ctx);
   }
 
-  private async prepareStdio(
-    request: { stdout: string },
-    bundle: string,
-    fileKey: string,
-    ports: StdioPorts,
-    cleanup: CleanupStack,
-  ): Promise<AgentStdio | undefined> {
+  private async listenStdio(request: { stdout: string }, ports: StdioPorts, cleanup: CleanupStack): Promise<AgentStdio | undefined> {
     if (isAgentOnlyIO(request.stdout) || (!ports.stdin && !ports.stdout && !ports.stderr)) return undefined;
-    const stdio = await AgentStdio.prepare(this.options.listenAddress, bundle, fileKey, ports);
+    const stdio = await AgentStdio.listen(this.options.listenAddress, ports);
     cleanup.push('stdio', () => stdio.close());
     return stdio;
   }
@@ -205,12 +221,13 @@ export class AgentTaskService implements TaskService {
     void this.inner.wait({ id, execId } as containerd.task.v2.WaitRequest, detached).then(then, then);
   }
 
-  private async forceDelete(id: string, ctx: CallContext): Promise<void> {
-    await this.inner.kill({ id, execId: '', signal: 9, all: true } as containerd.task.v2.KillRequest, ctx).catch(() => {});
+  /** Kills and deletes a task or exec in the task service; one that is gone already is fine. */
+  private async forceDelete(id: string, execId: string, ctx: CallContext): Promise<void> {
+    await this.inner.kill({ id, execId, signal: 9, all: !execId } as containerd.task.v2.KillRequest, ctx).catch(() => {});
     const deadline = Date.now() + 5_000;
     while (Date.now() < deadline) {
       try {
-        await this.inner.delete({ id, execId: '' } as containerd.task.v2.DeleteRequest, ctx);
+        await this.inner.delete({ id, execId } as containerd.task.v2.DeleteRequest, ctx);
         return;
       } catch (err) {
         if (err instanceof NotFoundError) return;
@@ -221,14 +238,21 @@ export class AgentTaskService implements TaskService {
 
   private async cleanupExecs(ctx: CallContext, id: string): Promise<void> {
     const prefix = `${this.namespaceOf(ctx)}\0`;
-    for (const [key, process] of [...this.processes]) {
+    for (const key of [...this.processes.keys()]) {
       if (!key.startsWith(prefix)) continue;
       const [taskId] = Buffer.from(key.slice(prefix.length), 'base64url').toString().split('/');
-      if (taskId !== id) continue;
-      this.processes.delete(key);
-      await process.stdio?.close();
-      await process.cleanup.run();
+      if (taskId === id) await this.forget(key);
     }
+  }
+
+  /** Undoes what the agent set up for a process the task service no longer has. */
+  private async forget(key: string): Promise<void> {
+    const process = this.processes.get(key);
+    if (!process) return;
+    this.processes.delete(key);
+    await process.stdio?.close();
+    const failure = await process.cleanup.run();
+    if (failure) this.options.log.warn({ err: failure }, 'cleanup of a removed process failed');
   }
 
   private namespaceOf(ctx: CallContext): string {

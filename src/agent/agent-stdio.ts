@@ -38,18 +38,16 @@ export class AgentStdio {
 
   private constructor(private readonly abort: AbortController) {}
 
-  /** Makes the FIFOs, opens the agent's ends and listens on the ports; undo with close(). */
-  static async prepare(listenAddress: string, dir: string, key: string, ports: StdioPorts): Promise<AgentStdio> {
+  /**
+   * Listens on the ports, the first thing a Create or Exec does: a port in
+   * use fails it with AlreadyExists before anything else exists. Undo with close().
+   */
+  static async listen(listenAddress: string, ports: StdioPorts): Promise<AgentStdio> {
     const stdio = new AgentStdio(new AbortController());
     try {
       for (const stream of STREAMS) {
         const port = ports[stream];
         if (!port) continue;
-        const path = join(dir, `${key}-${stream}`);
-        mkfifo(path, 0o600);
-        stdio.fifos.push(path);
-        stdio.paths[stream] = path;
-        stdio.openEnd(stream, path);
         const listener = await openPortListener(listenAddress, port);
         stdio.listeners.push(listener);
         const accepted = acceptOne(listener, { signal: stdio.abort.signal });
@@ -60,6 +58,17 @@ export class AgentStdio {
     } catch (err) {
       await stdio.close();
       throw err;
+    }
+  }
+
+  /** Makes the FIFO set in `dir`, named after the process's key, and opens the agent's ends. */
+  makeFifos(dir: string, key: string): void {
+    for (const stream of this.accepted.keys()) {
+      const path = join(dir, `${key}-${stream}`);
+      mkfifo(path, 0o600);
+      this.fifos.push(path);
+      this.paths[stream] = path;
+      this.openEnd(stream, path);
     }
   }
 
@@ -106,6 +115,8 @@ export class AgentStdio {
     this.abort.abort(new Error('stdio closed'));
     this.processExited();
     for (const listener of this.listeners) listener.close();
+    // A host connection accepted but not yet copied to (the call failed first) goes too.
+    for (const accepted of this.accepted.values()) accepted.then((conn) => conn.destroy(), () => {});
     for (const conn of this.conns) conn.destroy();
     for (const end of this.fifoEnds.values()) end.destroy();
     await Promise.all(this.fifos.map((path) => rm(path, { force: true })));

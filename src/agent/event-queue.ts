@@ -47,6 +47,11 @@ export class EventQueue implements EventPublisher {
     }
   }
 
+  /** The EventBridge/Head handler: the newest sequence number, 0 before the first event. */
+  async head(): Promise<flint.vm.v1.HeadResponse.$Properties> {
+    return { sequence: this.sequence };
+  }
+
   private firstAfter(after: number): Entry | undefined {
     // The log is ordered by sequence: the first newer entry is found by offset.
     const first = this.log[0];

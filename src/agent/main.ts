@@ -1,7 +1,7 @@
 import pino from 'pino';
 import yargs from 'yargs';
 import { loadConfig } from '../config/config.js';
-import { EventBridgeDescriptor, TaskDescriptor } from '../generated/index.js';
+import { EventBridgeDescriptor, StdioPortsDescriptor, TaskDescriptor } from '../generated/index.js';
 import { Reaper } from '../sys/reaper.js';
 import { traced } from '../sys/traced.js';
 import { RuncTaskService } from '../taskapi/service.js';
@@ -13,6 +13,7 @@ import { openPortListener } from '../vsock/listener.js';
 import { AgentTaskService } from './agent-service.js';
 import { EventQueue } from './event-queue.js';
 import { removeStaleBundles } from './recover.js';
+import { StdioPortAllocator } from './stdio-ports.js';
 
 /** The agent's ttrpc port, as firecracker-containerd's agent. */
 export const AGENT_PORT = 10789;
@@ -77,6 +78,7 @@ export async function agentMain(argv: readonly string[]): Promise<void> {
   });
   server.register(TaskDescriptor, traced(agent, log, 'task'));
   server.register(EventBridgeDescriptor, events);
+  server.register(StdioPortsDescriptor, new StdioPortAllocator());
   const listener = await openPortListener(listenAddress, apiPort);
   server.serve(listener);
 

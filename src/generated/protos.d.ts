@@ -6519,6 +6519,284 @@ export namespace flint {
                 /** Shape of a GetEventResponse. */
                 type $Shape = flint.vm.v1.GetEventResponse.$Properties;
             }
+
+            /**
+             * Properties of a HeadRequest.
+             * @deprecated Use flint.vm.v1.HeadRequest.$Properties instead.
+             */
+            interface IHeadRequest extends flint.vm.v1.HeadRequest.$Properties {
+            }
+
+            /** Represents a HeadRequest. */
+            class HeadRequest {
+
+                /**
+                 * Constructs a new HeadRequest.
+                 * @param [properties] Properties to set
+                 */
+                constructor(properties?: flint.vm.v1.HeadRequest.$Properties);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+
+                /**
+                 * Creates a new HeadRequest instance using the specified properties.
+                 * @param [properties] Properties to set
+                 * @returns HeadRequest instance
+                 */
+                static create(properties: flint.vm.v1.HeadRequest.$Shape): flint.vm.v1.HeadRequest & flint.vm.v1.HeadRequest.$Shape;
+                static create(properties?: flint.vm.v1.HeadRequest.$Properties): flint.vm.v1.HeadRequest;
+
+                /**
+                 * Encodes the specified HeadRequest message. Does not implicitly {@link flint.vm.v1.HeadRequest.verify|verify} messages.
+                 * @param message HeadRequest message or plain object to encode
+                 * @param [writer] Writer to encode to
+                 * @returns Writer
+                 */
+                static encode(message: flint.vm.v1.HeadRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+                /**
+                 * Decodes a HeadRequest message from the specified reader or buffer.
+                 * @param reader Reader or buffer to decode from
+                 * @param [length] Message length if known beforehand
+                 * @returns {flint.vm.v1.HeadRequest & flint.vm.v1.HeadRequest.$Shape} HeadRequest
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): flint.vm.v1.HeadRequest & flint.vm.v1.HeadRequest.$Shape;
+            }
+
+            namespace HeadRequest {
+
+                /** Properties of a HeadRequest. */
+                interface $Properties {
+
+                    /** Unknown fields preserved while decoding when enabled */
+                    $unknowns?: Uint8Array[];
+                }
+
+                /** Shape of a HeadRequest. */
+                type $Shape = flint.vm.v1.HeadRequest.$Properties;
+            }
+
+            /**
+             * Properties of a HeadResponse.
+             * @deprecated Use flint.vm.v1.HeadResponse.$Properties instead.
+             */
+            interface IHeadResponse extends flint.vm.v1.HeadResponse.$Properties {
+            }
+
+            /** Represents a HeadResponse. */
+            class HeadResponse {
+
+                /**
+                 * Constructs a new HeadResponse.
+                 * @param [properties] Properties to set
+                 */
+                constructor(properties?: flint.vm.v1.HeadResponse.$Properties);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+
+                /** HeadResponse sequence. */
+                sequence: number;
+
+                /**
+                 * Creates a new HeadResponse instance using the specified properties.
+                 * @param [properties] Properties to set
+                 * @returns HeadResponse instance
+                 */
+                static create(properties: flint.vm.v1.HeadResponse.$Shape): flint.vm.v1.HeadResponse & flint.vm.v1.HeadResponse.$Shape;
+                static create(properties?: flint.vm.v1.HeadResponse.$Properties): flint.vm.v1.HeadResponse;
+
+                /**
+                 * Encodes the specified HeadResponse message. Does not implicitly {@link flint.vm.v1.HeadResponse.verify|verify} messages.
+                 * @param message HeadResponse message or plain object to encode
+                 * @param [writer] Writer to encode to
+                 * @returns Writer
+                 */
+                static encode(message: flint.vm.v1.HeadResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+                /**
+                 * Decodes a HeadResponse message from the specified reader or buffer.
+                 * @param reader Reader or buffer to decode from
+                 * @param [length] Message length if known beforehand
+                 * @returns {flint.vm.v1.HeadResponse & flint.vm.v1.HeadResponse.$Shape} HeadResponse
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): flint.vm.v1.HeadResponse & flint.vm.v1.HeadResponse.$Shape;
+            }
+
+            namespace HeadResponse {
+
+                /** Properties of a HeadResponse. */
+                interface $Properties {
+
+                    /** HeadResponse sequence */
+                    sequence?: (number|null);
+
+                    /** Unknown fields preserved while decoding when enabled */
+                    $unknowns?: Uint8Array[];
+                }
+
+                /** Shape of a HeadResponse. */
+                type $Shape = flint.vm.v1.HeadResponse.$Properties;
+            }
+
+            /**
+             * Properties of an AllocatePortsRequest.
+             * @deprecated Use flint.vm.v1.AllocatePortsRequest.$Properties instead.
+             */
+            interface IAllocatePortsRequest extends flint.vm.v1.AllocatePortsRequest.$Properties {
+            }
+
+            /** Represents an AllocatePortsRequest. */
+            class AllocatePortsRequest {
+
+                /**
+                 * Constructs a new AllocatePortsRequest.
+                 * @param [properties] Properties to set
+                 */
+                constructor(properties?: flint.vm.v1.AllocatePortsRequest.$Properties);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+
+                /** AllocatePortsRequest stdin. */
+                stdin: boolean;
+
+                /** AllocatePortsRequest stdout. */
+                stdout: boolean;
+
+                /** AllocatePortsRequest stderr. */
+                stderr: boolean;
+
+                /**
+                 * Creates a new AllocatePortsRequest instance using the specified properties.
+                 * @param [properties] Properties to set
+                 * @returns AllocatePortsRequest instance
+                 */
+                static create(properties: flint.vm.v1.AllocatePortsRequest.$Shape): flint.vm.v1.AllocatePortsRequest & flint.vm.v1.AllocatePortsRequest.$Shape;
+                static create(properties?: flint.vm.v1.AllocatePortsRequest.$Properties): flint.vm.v1.AllocatePortsRequest;
+
+                /**
+                 * Encodes the specified AllocatePortsRequest message. Does not implicitly {@link flint.vm.v1.AllocatePortsRequest.verify|verify} messages.
+                 * @param message AllocatePortsRequest message or plain object to encode
+                 * @param [writer] Writer to encode to
+                 * @returns Writer
+                 */
+                static encode(message: flint.vm.v1.AllocatePortsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+                /**
+                 * Decodes an AllocatePortsRequest message from the specified reader or buffer.
+                 * @param reader Reader or buffer to decode from
+                 * @param [length] Message length if known beforehand
+                 * @returns {flint.vm.v1.AllocatePortsRequest & flint.vm.v1.AllocatePortsRequest.$Shape} AllocatePortsRequest
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): flint.vm.v1.AllocatePortsRequest & flint.vm.v1.AllocatePortsRequest.$Shape;
+            }
+
+            namespace AllocatePortsRequest {
+
+                /** Properties of an AllocatePortsRequest. */
+                interface $Properties {
+
+                    /** AllocatePortsRequest stdin */
+                    stdin?: (boolean|null);
+
+                    /** AllocatePortsRequest stdout */
+                    stdout?: (boolean|null);
+
+                    /** AllocatePortsRequest stderr */
+                    stderr?: (boolean|null);
+
+                    /** Unknown fields preserved while decoding when enabled */
+                    $unknowns?: Uint8Array[];
+                }
+
+                /** Shape of an AllocatePortsRequest. */
+                type $Shape = flint.vm.v1.AllocatePortsRequest.$Properties;
+            }
+
+            /**
+             * Properties of an AllocatePortsResponse.
+             * @deprecated Use flint.vm.v1.AllocatePortsResponse.$Properties instead.
+             */
+            interface IAllocatePortsResponse extends flint.vm.v1.AllocatePortsResponse.$Properties {
+            }
+
+            /** Represents an AllocatePortsResponse. */
+            class AllocatePortsResponse {
+
+                /**
+                 * Constructs a new AllocatePortsResponse.
+                 * @param [properties] Properties to set
+                 */
+                constructor(properties?: flint.vm.v1.AllocatePortsResponse.$Properties);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+
+                /** AllocatePortsResponse stdinPort. */
+                stdinPort: number;
+
+                /** AllocatePortsResponse stdoutPort. */
+                stdoutPort: number;
+
+                /** AllocatePortsResponse stderrPort. */
+                stderrPort: number;
+
+                /**
+                 * Creates a new AllocatePortsResponse instance using the specified properties.
+                 * @param [properties] Properties to set
+                 * @returns AllocatePortsResponse instance
+                 */
+                static create(properties: flint.vm.v1.AllocatePortsResponse.$Shape): flint.vm.v1.AllocatePortsResponse & flint.vm.v1.AllocatePortsResponse.$Shape;
+                static create(properties?: flint.vm.v1.AllocatePortsResponse.$Properties): flint.vm.v1.AllocatePortsResponse;
+
+                /**
+                 * Encodes the specified AllocatePortsResponse message. Does not implicitly {@link flint.vm.v1.AllocatePortsResponse.verify|verify} messages.
+                 * @param message AllocatePortsResponse message or plain object to encode
+                 * @param [writer] Writer to encode to
+                 * @returns Writer
+                 */
+                static encode(message: flint.vm.v1.AllocatePortsResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+                /**
+                 * Decodes an AllocatePortsResponse message from the specified reader or buffer.
+                 * @param reader Reader or buffer to decode from
+                 * @param [length] Message length if known beforehand
+                 * @returns {flint.vm.v1.AllocatePortsResponse & flint.vm.v1.AllocatePortsResponse.$Shape} AllocatePortsResponse
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): flint.vm.v1.AllocatePortsResponse & flint.vm.v1.AllocatePortsResponse.$Shape;
+            }
+
+            namespace AllocatePortsResponse {
+
+                /** Properties of an AllocatePortsResponse. */
+                interface $Properties {
+
+                    /** AllocatePortsResponse stdinPort */
+                    stdinPort?: (number|null);
+
+                    /** AllocatePortsResponse stdoutPort */
+                    stdoutPort?: (number|null);
+
+                    /** AllocatePortsResponse stderrPort */
+                    stderrPort?: (number|null);
+
+                    /** Unknown fields preserved while decoding when enabled */
+                    $unknowns?: Uint8Array[];
+                }
+
+                /** Shape of an AllocatePortsResponse. */
+                type $Shape = flint.vm.v1.AllocatePortsResponse.$Properties;
+            }
         }
     }
 }

@@ -195,6 +195,12 @@ export class TaskClient {
 export interface EventBridgeService {
   /** Blocks until the agent has an event newer than `after`, then returns it. */
   getEvent(request: flint.vm.v1.GetEventRequest, ctx: CallContext): Promise<flint.vm.v1.GetEventResponse.$Properties>;
+  /**
+   * The sequence number of the newest event (0 for none). A shim asks before
+   * it creates a container and republishes only that container's events
+   * past it: the agent may have run a container of the same id before.
+   */
+  head(request: flint.vm.v1.HeadRequest, ctx: CallContext): Promise<flint.vm.v1.HeadResponse.$Properties>;
 }
 
 /** Wire description of flint.vm.v1.EventBridge, for the ttrpc server and client. */
@@ -202,6 +208,7 @@ export const EventBridgeDescriptor = {
   name: 'flint.vm.v1.EventBridge',
   methods: {
     GetEvent: method<flint.vm.v1.GetEventRequest.$Properties, flint.vm.v1.GetEventResponse>('GetEvent', 'getEvent', flint.vm.v1.GetEventRequest, flint.vm.v1.GetEventResponse),
+    Head: method<flint.vm.v1.HeadRequest.$Properties, flint.vm.v1.HeadResponse>('Head', 'head', flint.vm.v1.HeadRequest, flint.vm.v1.HeadResponse),
   },
 } as const satisfies ServiceDescriptor;
 
@@ -212,5 +219,38 @@ export class EventBridgeClient {
   /** Blocks until the agent has an event newer than `after`, then returns it. */
   getEvent(request: flint.vm.v1.GetEventRequest.$Properties, options?: CallOptions): Promise<flint.vm.v1.GetEventResponse> {
     return this.client.call(EventBridgeDescriptor.name, EventBridgeDescriptor.methods.GetEvent, request, options);
+  }
+
+  /**
+   * The sequence number of the newest event (0 for none). A shim asks before
+   * it creates a container and republishes only that container's events
+   * past it: the agent may have run a container of the same id before.
+   */
+  head(request: flint.vm.v1.HeadRequest.$Properties, options?: CallOptions): Promise<flint.vm.v1.HeadResponse> {
+    return this.client.call(EventBridgeDescriptor.name, EventBridgeDescriptor.methods.Head, request, options);
+  }
+}
+
+/** Handlers for flint.vm.v1.StdioPorts; the ttrpc server decodes each request and encodes the result. */
+export interface StdioPortsService {
+  /** Calls flint.vm.v1.StdioPorts/Allocate. */
+  allocate(request: flint.vm.v1.AllocatePortsRequest, ctx: CallContext): Promise<flint.vm.v1.AllocatePortsResponse.$Properties>;
+}
+
+/** Wire description of flint.vm.v1.StdioPorts, for the ttrpc server and client. */
+export const StdioPortsDescriptor = {
+  name: 'flint.vm.v1.StdioPorts',
+  methods: {
+    Allocate: method<flint.vm.v1.AllocatePortsRequest.$Properties, flint.vm.v1.AllocatePortsResponse>('Allocate', 'allocate', flint.vm.v1.AllocatePortsRequest, flint.vm.v1.AllocatePortsResponse),
+  },
+} as const satisfies ServiceDescriptor;
+
+/** Typed ttrpc client for flint.vm.v1.StdioPorts. */
+export class StdioPortsClient {
+  constructor(private readonly client: Client) {}
+
+  /** Calls flint.vm.v1.StdioPorts/Allocate. */
+  allocate(request: flint.vm.v1.AllocatePortsRequest.$Properties, options?: CallOptions): Promise<flint.vm.v1.AllocatePortsResponse> {
+    return this.client.call(StdioPortsDescriptor.name, StdioPortsDescriptor.methods.Allocate, request, options);
   }
 }

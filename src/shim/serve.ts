@@ -62,15 +62,15 @@ export async function serveGroup(args: ShimArgs, listenerFd: number, configPath:
     process.off('exit', removeSocket);
     await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 1_000))]);
     server.destroy();
-    // Stop taking events (VM mode) before the publisher drains what it has.
-    closeService();
+    // VM mode: relay what the agent still has, then stop taking events, before the publisher drains what it has.
+    await closeService();
     await publisher.close(PUBLISHER_DRAIN_MS);
     log.flush();
     closeShimLogger(log);
     ended({ spareMs });
   };
 
-  const service = createService(config, { args, reaper, publisher, log, onShutdown: () => void shutdown('shutdown requested', config.spareServerMs) });
+  const service = createService(config, { args, reaper, publisher, log, onShutdown: () => void shutdown('shutdown requested', config.spareServerMs), onAgentLost: () => socket.remove() });
   const closeService = () => (service instanceof VmTaskService ? service.close() : undefined);
   server.register(TaskDescriptor, traced(service, log, 'task'));
 
@@ -93,6 +93,7 @@ interface ServiceDeps {
   readonly publisher: EventPublisher;
   readonly log: Logger;
   readonly onShutdown: () => void;
+  readonly onAgentLost: () => void;
 }
 
 function createService(config: FlintConfig, deps: ServiceDeps): TaskService {
@@ -104,6 +105,7 @@ function createService(config: FlintConfig, deps: ServiceDeps): TaskService {
       events: deps.publisher,
       log: deps.log.child({ component: 'vm' }),
       onShutdown: deps.onShutdown,
+      onAgentLost: deps.onAgentLost,
     });
   }
   return new RuncTaskService({

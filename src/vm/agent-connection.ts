@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { UnavailableError } from '../errdefs/errors.js';
-import { EventBridgeClient, TaskClient } from '../generated/index.js';
+import { EventBridgeClient, StdioPortsClient, TaskClient } from '../generated/index.js';
 import { Client } from '../ttrpc/client.js';
 import { dialAgent } from '../vsock/dial.js';
 
@@ -34,6 +34,10 @@ export class AgentConnection {
 
   async events(): Promise<EventBridgeClient> {
     return new EventBridgeClient(await this.client());
+  }
+
+  async ports(): Promise<StdioPortsClient> {
+    return new StdioPortsClient(await this.client());
   }
 
   close(): void {

@@ -10,16 +10,17 @@ import type { CallContext, CallOptions } from '../ttrpc/context.js';
 import { Metadata, NAMESPACE_KEY } from '../ttrpc/metadata.js';
 import { isAgentOnlyIO } from './agent-only-io.js';
 import { AgentConnection } from './agent-connection.js';
-import { wrapExtraData } from './extra-data.js';
+import { wrapExtraData, type StdioPorts } from './extra-data.js';
 import { HostStdio } from './host-stdio.js';
-import { eventContainerId } from './event-owner.js';
-import { PortAllocator } from './port-allocator.js';
+import { EventRelay } from './event-relay.js';
 
 type Empty = google.protobuf.Empty.$Properties;
 
 /** What containerd sees for a process whose agent went away: like a crashed shim. */
 const AGENT_LOST_EXIT_STATUS = 255;
 const DRAIN_TIMEOUT_MS = 5_000;
+/** How long an ending shim waits for the events still in the agent's log. */
+const RELAY_DRAIN_MS = 2_000;
 
 interface HostProcess {
   readonly namespace: string;
@@ -32,6 +33,12 @@ interface HostProcess {
   pid: number;
   lostExit: { status: number; exitedAt: Date } | undefined;
   readonly lostWaiters: (() => void)[];
+}
+
+/** A process's stdio ports, and the host's end of them (none for agent-only IO or no stdio). */
+interface DialedStdio {
+  readonly ports: StdioPorts;
+  readonly host: HostStdio | undefined;
 }
 
 export interface VmTaskServiceOptions {
@@ -47,42 +54,59 @@ export interface VmTaskServiceOptions {
   readonly log: Logger;
   /** Called by Shutdown once no task is left. */
   readonly onShutdown: () => void;
+  /**
+   * Called once the agent is gone. The server gives up its socket then, so
+   * the next container of its group starts a new shim, which reaches the
+   * agent once it is back, while this one still answers for its lost tasks.
+   */
+  readonly onAgentLost?: () => void;
 }
 
 /**
  * VM mode: every task call goes to the agent inside the VM. Create and Exec
- * wrap the spec, the runtime options and freshly allocated stdio ports in
- * the envelope; containerd's FIFOs are joined to those ports here; State
+ * wrap the spec, the runtime options and the stdio ports the agent handed
+ * out in the envelope; containerd's FIFOs are joined to those ports here; State
  * reports the host's FIFO paths; the agent's events are long-polled and
  * republished to containerd in order. When the agent goes away, calls fail
  * at once with Unavailable and every running process reports an exit.
  */
 export class VmTaskService implements TaskService {
   private readonly agent: AgentConnection;
-  private readonly ports = new PortAllocator();
+  private readonly relay: EventRelay;
   private readonly processes = new Map<string, HostProcess>();
-  /** "<namespace>/<container id>" of the containers whose events this shim republishes. */
-  private readonly owned = new Set<string>();
-  private relaying = false;
-  private closed = false;
+  private creating = 0;
 
   constructor(private readonly options: VmTaskServiceOptions) {
     this.agent = new AgentConnection(options.address, options.dialTimeoutMs, options.log);
-    void this.agent.lost.then(() => this.settleAfterAgentLoss());
+    this.relay = new EventRelay(this.agent, options.events, options.log);
+    void this.agent.lost.then(() => {
+      this.settleAfterAgentLoss();
+      options.onAgentLost?.();
+    });
   }
 
+  /** Tasks served, those being created included: a Shutdown must not end the shim under a Create. */
   get size(): number {
-    return [...this.processes.values()].filter((p) => !p.execId).length;
+    return [...this.processes.values()].filter((p) => !p.execId).length + this.creating;
   }
 
   async create(request: containerd.task.v2.CreateTaskRequest, ctx: CallContext): Promise<containerd.task.v2.CreateTaskResponse.$Properties> {
+    this.creating++;
+    try {
+      return await this.createTask(request, ctx);
+    } finally {
+      this.creating--;
+    }
+  }
+
+  private async createTask(request: containerd.task.v2.CreateTaskRequest, ctx: CallContext): Promise<containerd.task.v2.CreateTaskResponse.$Properties> {
     const task = await this.agent.task();
-    this.owned.add(`${this.namespace(ctx)}/${request.id}`);
-    this.relayEvents();
     const spec = await readFile(join(request.bundle, 'config.json'));
     const paths = { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal };
-    const stdio = this.dialStdio(paths);
+    const claim = await this.relay.claim(this.namespace(ctx), request.id);
+    let stdio: DialedStdio | undefined;
     try {
+      stdio = await this.dialStdio(paths, ctx);
       const response = await task.create(
         { ...request, options: wrapExtraData({ jsonSpec: spec, runcOptions: request.options ?? undefined, ports: stdio.ports }) },
         this.callOptions(ctx),
@@ -91,8 +115,8 @@ export class VmTaskService implements TaskService {
       this.remember(ctx, request.id, '', request.bundle, stdio.host, paths, response.pid);
       return response;
     } catch (err) {
-      stdio.host?.close();
-      this.owned.delete(`${this.namespace(ctx)}/${request.id}`);
+      stdio?.host?.close();
+      claim.release();
       throw err;
     }
   }
@@ -100,7 +124,7 @@ export class VmTaskService implements TaskService {
   async exec(request: containerd.task.v2.ExecProcessRequest, ctx: CallContext): Promise<Empty> {
     const task = await this.agent.task();
     const paths = { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal };
-    const stdio = this.dialStdio(paths);
+    const stdio = await this.dialStdio(paths, ctx);
     try {
       await task.exec({ ...request, spec: wrapExtraData({ jsonSpec: request.spec?.value ?? new Uint8Array(), runcOptions: undefined, ports: stdio.ports }) }, this.callOptions(ctx));
       await stdio.host?.connect();
@@ -184,14 +208,36 @@ export class VmTaskService implements TaskService {
     return (await this.agent.task()).closeIO(request, this.callOptions(ctx));
   }
 
+  /**
+   * The task pid is the agent's answer, as it runs the task; the shim pid is
+   * this shim's own. With the agent gone the shim answers alone: containerd
+   * calls Connect before every Wait, and that Wait must still get the exit
+   * the shim reports for a lost agent.
+   */
   async connect(request: containerd.task.v2.ConnectRequest, ctx: CallContext): Promise<containerd.task.v2.ConnectResponse.$Properties> {
     const process = this.processes.get(this.key(ctx, request.id, ''));
-    return { shimPid: globalThis.process.pid, taskPid: process?.pid ?? 0, version: '' };
+    const local = { shimPid: globalThis.process.pid, taskPid: process?.pid ?? 0, version: '' };
+    if (this.agent.isLost) return local;
+    try {
+      const response = await (await this.agent.task()).connect(request, this.callOptions(ctx));
+      return { ...response, shimPid: local.shimPid };
+    } catch (err) {
+      if (this.agent.isLost) return local;
+      throw err;
+    }
   }
 
-  async shutdown(request: containerd.task.v2.ShutdownRequest, _ctx: CallContext): Promise<Empty> {
-    // The agent serves the VM, not this shim: it is not shut down with it.
-    if (request.now || this.size === 0) this.options.onShutdown();
+  /**
+   * Ends this shim once it serves no task; it is not forwarded. In
+   * firecracker-containerd a shim owns its VM, so its teardown stops the VM
+   * with the agent's Shutdown{now}. A flint shim owns no VM: the agent may
+   * serve other shims (other namespaces, an old shim still exiting, another
+   * containerd) and outlives each of them. The agent ends when whoever runs
+   * the VM stops it, or by itself with --exit-when-empty. `now` is ignored,
+   * as by the runc shim: live tasks are never left without their shim.
+   */
+  async shutdown(_request: containerd.task.v2.ShutdownRequest, _ctx: CallContext): Promise<Empty> {
+    if (this.size === 0) this.options.onShutdown();
     return {};
   }
 
@@ -208,6 +254,8 @@ export class VmTaskService implements TaskService {
     return (await this.agent.task()).checkpoint(request, this.callOptions(ctx));
   }
   async kill(request: containerd.task.v2.KillRequest, ctx: CallContext) {
+    // A process lost with its agent has exited; `ctr task delete -f` kills before it deletes.
+    if (this.processes.get(this.key(ctx, request.id, request.execId))?.lostExit) throw new NotFoundError('process already finished');
     return (await this.agent.task()).kill(request, this.callOptions(ctx));
   }
   async resizePty(request: containerd.task.v2.ResizePtyRequest, ctx: CallContext) {
@@ -220,51 +268,29 @@ export class VmTaskService implements TaskService {
     return (await this.agent.task()).stats(request, this.callOptions(ctx));
   }
 
-  close(): void {
-    this.closed = true;
+  /** Ends the service when the shim ends: the events its tasks left in the agent's log go out first. */
+  async close(): Promise<void> {
+    await this.relay.drain(RELAY_DRAIN_MS).catch(() => {});
+    this.relay.stop();
     for (const process of this.processes.values()) process.stdio?.close();
     this.agent.close();
   }
 
-  private dialStdio(paths: { stdin: string; stdout: string; stderr: string; terminal: boolean }) {
-    if (isAgentOnlyIO(paths.stdout)) return { ports: { stdin: 0, stdout: 0, stderr: 0 }, host: undefined };
-    const ports = this.ports.allocate({ stdin: !!paths.stdin, stdout: !!paths.stdout, stderr: !!paths.stderr && !paths.terminal });
+  /**
+   * Gets the process's stdio ports from the agent, which hands them out to
+   * every shim it serves, and starts dialing them: the agent listens on them
+   * during Create/Exec and answers once the host is connected.
+   */
+  private async dialStdio(paths: HostProcess['paths'], ctx: CallContext): Promise<DialedStdio> {
+    const streams = { stdin: !!paths.stdin, stdout: !!paths.stdout, stderr: !!paths.stderr && !paths.terminal };
+    if (isAgentOnlyIO(paths.stdout) || !(streams.stdin || streams.stdout || streams.stderr)) return { ports: { stdin: 0, stdout: 0, stderr: 0 }, host: undefined };
+    const allocated = await (await this.agent.ports()).allocate(streams, this.callOptions(ctx));
+    const ports = { stdin: allocated.stdinPort, stdout: allocated.stdoutPort, stderr: allocated.stderrPort };
     return { ports, host: HostStdio.dial(this.options.address, ports, paths, this.options.dialTimeoutMs) };
   }
 
   private remember(ctx: CallContext, id: string, execId: string, bundle: string, stdio: HostStdio | undefined, paths: HostProcess['paths'], pid: number): void {
     this.processes.set(this.key(ctx, id, execId), { namespace: this.namespace(ctx), id, execId, bundle, stdio, paths, pid, lostExit: undefined, lostWaiters: [] });
-  }
-
-  /**
-   * Republishes the agent's events to containerd, in order. Several shims
-   * may follow one agent (one per namespace, or an old one still exiting):
-   * each republishes only the events of the containers it serves, which it
-   * claims before asking the agent to create them.
-   */
-  private relayEvents(): void {
-    if (this.relaying) return;
-    this.relaying = true;
-    void (async () => {
-      const bridge = await this.agent.events();
-      let after = 0;
-      while (!this.agent.isLost && !this.closed) {
-        try {
-          const { sequence, envelope } = await bridge.getEvent({ after });
-          after = Number(sequence);
-          const event = envelope?.event;
-          if (!envelope || !event?.typeUrl) continue;
-          const value = event.value ?? new Uint8Array();
-          const owner = eventContainerId(event.typeUrl, value);
-          if (owner === undefined || !this.owned.has(`${envelope.namespace}/${owner}`)) continue;
-          this.options.events.publish(envelope.namespace ?? '', { topic: envelope.topic ?? '', typeUrl: event.typeUrl, value });
-          if (envelope.topic === '/tasks/delete') this.owned.delete(`${envelope.namespace}/${owner}`);
-        } catch (err) {
-          if (!this.agent.isLost && !this.closed) this.options.log.warn({ err }, 'event relay failed');
-          return;
-        }
-      }
-    })().catch((err: unknown) => this.options.log.warn({ err }, 'event relay stopped'));
   }
 
   /** The agent is gone: every process that has not been deleted reports an exit, so nothing waits forever. */

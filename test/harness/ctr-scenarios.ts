@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Test } from 'tap';
 import { CONTAINER_PATH } from './busybox.js';
+import { taskEventsDuring } from './ctr-events.js';
 import { busyboxImage, busyboxRootfs } from './busybox.js';
 import type { Containerd } from './containerd.js';
 import { leftovers } from './leftovers.js';
@@ -198,21 +199,7 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
 
   /** The task topics `ctr events` shows while `action` runs, for container `id`. */
   async function topicsDuring(id: string, action: () => Promise<unknown>): Promise<string[]> {
-    const events = spawn('/usr/bin/ctr', ['--address', c.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let text = '';
-    events.stdout.on('data', (d: Buffer) => (text += d.toString()));
-    await sleep(300);
-    try {
-      await action();
-      await sleep(1_000);
-    } finally {
-      events.kill('SIGTERM');
-    }
-    return text
-      .split('\n')
-      .filter((line) => line.includes(c.namespace) && line.includes(id))
-      .map((line) => /\s(\/tasks\/[a-z-]+)\s/.exec(line)?.[1])
-      .filter((topic): topic is string => topic !== undefined);
+    return (await taskEventsDuring(c, id, action)).map((e) => e.topic);
   }
 
   t.test('events arrive in order: create, start, exec-added, exec-started, exit, delete', async (t) => {

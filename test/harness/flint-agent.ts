@@ -42,12 +42,17 @@ export interface AgentHandle {
   readonly root: string;
   /** A flint config file selecting VM mode with this agent (for FLINT_CONFIG or --runtime-config-path). */
   readonly configPath: string;
+  /** The current agent process (a new one after restart()). */
   readonly pid: number;
   readonly child: ChildProcess;
   /** True while the agent process has not exited. */
   readonly alive: boolean;
+  /** Resolves when the current agent process exits, with its exit code (null after a signal). */
+  readonly exited: Promise<number | null>;
   /** Signals the agent and waits for it to exit (SIGKILL after a grace period); idempotent. */
   stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts a new agent on the same socket, root and config, once the current one is gone. */
+  restart(): Promise<void>;
   /** stop(), then removes the temp dir (the root only if the agent left no mounts). */
   dispose(): Promise<void>;
 }
@@ -58,6 +63,30 @@ export interface StartAgentOptions {
   readonly root?: string;
   /** Mode of the temp dir; default 0700 (0711 lets other users reach the socket's own mode bits). */
   readonly dirMode?: number;
+  /** More flint-agent flags, e.g. ['--exit-when-empty']. */
+  readonly args?: readonly string[];
+}
+
+/** One agent process and what the handle needs of it. */
+interface AgentProcess {
+  readonly child: ChildProcess;
+  readonly exited: Promise<number | null>;
+  hasExited: boolean;
+  stderr: string;
+}
+
+function spawnAgent(socket: string, root: string, args: readonly string[]): AgentProcess {
+  const child = spawnFlint(join(repoRoot(), 'bin/flint-agent'), ['--listen', `hvsock://${socket}`, '--root', root, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const agent: AgentProcess = {
+    child,
+    hasExited: false,
+    stderr: '',
+    exited: new Promise((resolve) => child.once('exit', (code) => ((agent.hasExited = true), resolve(code)))),
+  };
+  child.stderr!.on('data', (b: Buffer) => {
+    if (agent.stderr.length < 64_000) agent.stderr += b.toString();
+  });
+  return agent;
 }
 
 /**
@@ -74,20 +103,24 @@ export async function startAgent(opts: StartAgentOptions = {}): Promise<AgentHan
   mkdirSync(root, { recursive: true });
   const configPath = join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify({ mode: 'vm', agent: { address: `hvsock://${socket}:10789`, dialTimeoutMs: 3000 } }));
-  const child = spawnFlint(join(repoRoot(), 'bin/flint-agent'), ['--listen', `hvsock://${socket}`, '--root', root], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (b: Buffer) => {
-    if (stderr.length < 64_000) stderr += b.toString();
-  });
-  let exited = child.exitCode !== null;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
+  let current = spawnAgent(socket, root, opts.args ?? []);
   const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
-    if (exited) return;
-    child.kill(signal);
-    const timedOut = await Promise.race([exit.then(() => false), sleep(STOP_GRACE_MS).then(() => true)]);
+    if (current.hasExited) return;
+    current.child.kill(signal);
+    const timedOut = await Promise.race([current.exited.then(() => false), sleep(STOP_GRACE_MS).then(() => true)]);
     if (timedOut) {
-      child.kill('SIGKILL');
-      await exit;
+      current.child.kill('SIGKILL');
+      await current.exited;
+    }
+  };
+  const waitForSocket = async (): Promise<void> => {
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (!existsSync(socket)) {
+      if (current.hasExited || Date.now() > deadline) {
+        await handle.dispose();
+        throw new Error(`flint-agent did not start: ${current.stderr.slice(-2000)}`);
+      }
+      await sleep(50);
     }
   };
   const handle: AgentHandle = {
@@ -95,12 +128,26 @@ export async function startAgent(opts: StartAgentOptions = {}): Promise<AgentHan
     socket,
     root,
     configPath,
-    pid: child.pid!,
-    child,
+    get pid() {
+      return current.child.pid!;
+    },
+    get child() {
+      return current.child;
+    },
     get alive() {
-      return !exited;
+      return !current.hasExited;
+    },
+    get exited() {
+      return current.exited;
     },
     stop,
+    restart: async () => {
+      await stop();
+      // A killed agent leaves its socket file; the new one must be waited for, not the old file.
+      rmSync(socket, { force: true });
+      current = spawnAgent(socket, root, opts.args ?? []);
+      await waitForSocket();
+    },
     dispose: async () => {
       await stop();
       // Containers the agent could not delete on its way out are its descendants still.
@@ -110,13 +157,6 @@ export async function startAgent(opts: StartAgentOptions = {}): Promise<AgentHan
       live.delete(dir);
     },
   };
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (!existsSync(socket)) {
-    if (exited || Date.now() > deadline) {
-      await handle.dispose();
-      throw new Error(`flint-agent did not start: ${stderr.slice(-2000)}`);
-    }
-    await sleep(50);
-  }
+  await waitForSocket();
   return handle;
 }

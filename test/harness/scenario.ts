@@ -25,6 +25,8 @@ export interface RunOptions {
   readonly input?: string | Buffer;
   /** Default 30 s. */
   readonly timeoutMs?: number;
+  /** containerd namespace; default the harness namespace. */
+  readonly namespace?: string;
 }
 
 /** Result of one `ctr run --rm`. */
@@ -64,23 +66,23 @@ export async function runRm(
       : // Without an image ctr sets no environment, and runc cannot resolve a bare command name.
         ['--env', CONTAINER_PATH, '--rootfs', opts.rootfs ?? busyboxRootfs(c)];
   const args = ['run', '--rm', '--runtime', rt, '--fifo-dir', c.fifoDir, ...(opts.flags ?? []), ...target, id, ...cmd];
-  const proc = c.spawnCtr(args, { input: opts.input, holdStdin: true, timeoutMs: opts.timeoutMs });
+  const proc = c.spawnCtr(args, { input: opts.input, holdStdin: true, timeoutMs: opts.timeoutMs, namespace: opts.namespace });
   let exited = false;
   void proc.result.finally(() => (exited = true)).catch(() => undefined);
   // ctr 1.6 only forwards stdin EOF (CloseIO) once NewTask has returned; an EOF read earlier
   // is dropped and the container never sees it. So hold stdin open until the task has started.
-  while (!exited && !STARTED.has((await taskStatus(c, id)) ?? '')) await sleep(20);
+  while (!exited && !STARTED.has((await taskStatus(c, id, opts.namespace)) ?? '')) await sleep(20);
   proc.endStdin();
   const r = await proc.result;
-  if (r.timedOut) await removeContainer(c, id);
+  if (r.timedOut) await removeContainer(c, id, opts.namespace);
   return { ...r, id, runtime: rt };
 }
 
 const STARTED = new Set(['RUNNING', 'STOPPED', 'PAUSED']);
 
 /** A task's status from `ctr tasks ls` (CREATED, RUNNING, STOPPED, ...), or undefined when there is none. */
-export async function taskStatus(c: Containerd, id: string): Promise<string | undefined> {
-  const r = await c.ctr(['tasks', 'ls'], { timeoutMs: 5_000 });
+export async function taskStatus(c: Containerd, id: string, namespace?: string): Promise<string | undefined> {
+  const r = await c.ctr(['tasks', 'ls'], { timeoutMs: 5_000, namespace });
   for (const line of r.stdout.toString('utf8').split('\n').slice(1)) {
     const [task, , status] = line.trim().split(/\s+/);
     if (task === id) return status;
@@ -89,10 +91,10 @@ export async function taskStatus(c: Containerd, id: string): Promise<string | un
 }
 
 /** Kills (SIGKILL, all processes) and deletes a task, then removes its container; errors are ignored. */
-export async function removeContainer(c: Containerd, id: string): Promise<void> {
-  await c.ctr(['tasks', 'kill', '-a', '-s', 'SIGKILL', id], { timeoutMs: 5_000 });
-  await c.ctr(['tasks', 'delete', '-f', id], { timeoutMs: 5_000 });
-  await c.ctr(['containers', 'rm', id], { timeoutMs: 5_000 });
+export async function removeContainer(c: Containerd, id: string, namespace?: string): Promise<void> {
+  await c.ctr(['tasks', 'kill', '-a', '-s', 'SIGKILL', id], { timeoutMs: 5_000, namespace });
+  await c.ctr(['tasks', 'delete', '-f', id], { timeoutMs: 5_000, namespace });
+  await c.ctr(['containers', 'rm', id], { timeoutMs: 5_000, namespace });
 }
 
 /** Runs the same scenario under both runtimes, one after the other (reference first). */
