@@ -63,7 +63,7 @@ t.test('defaults fill every key left out', (t) => {
     group: 'sandbox',
     runc: { binary: 'runc', root: '/run/containerd/runc', systemdCgroup: false },
     logLevel: 'info',
-    spareServerMs: 3_000,
+    spareServerMs: 10_000,
     agent: { address: '', dialTimeoutMs: 10_000 },
   });
   const partial = parseConfig({ runc: { root: '/tmp/r' }, agent: { dialTimeoutMs: 5 } }, 'x.json');

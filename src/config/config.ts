@@ -35,7 +35,7 @@ export const DEFAULT_CONFIG: FlintConfig = {
   group: 'sandbox',
   runc: { binary: 'runc', root: '/run/containerd/runc', systemdCgroup: false },
   logLevel: 'info',
-  spareServerMs: 3_000,
+  spareServerMs: 10_000,
   agent: { address: '', dialTimeoutMs: 10_000 },
 };
 

@@ -2,7 +2,9 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync } fro
 import { basename, join } from 'node:path';
 import { RUNC_ROOT, shimSocketPath } from './cleanup.js';
 import type { Containerd } from './containerd.js';
+import { spareServerPids } from './leftovers.js';
 import { isRunning, listProcesses, mountsUnder, type ProcInfo } from './procfs.js';
+import { listenerPids, shimSocketOf } from './shim-server.js';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
 
@@ -61,24 +63,40 @@ export function namespaceCgroups(namespace: string): string[] {
 }
 
 /**
- * Flint's long-lived shim servers of harness `c`. A server runs with its
- * first container's bundle as cwd; depending on how `start` launched it,
- * its argv names the shim (`containerd-shim-flint-v2` or the bundled
- * `shim.js`) with or without `-socket`/`-id`/`-address` flags, so it is
- * recognised by argv and cwd. `id` narrows to the server started for that
- * container (its `-id`, else its bundle's name).
+ * Flint's long-lived shim servers of harness `c`, but for one waiting as the
+ * spare (it serves nothing; see leftovers.ts). A server runs with a bundle
+ * of its group as cwd; depending on how `start` launched it, its argv names
+ * the shim (`containerd-shim-flint-v2` or the bundled `shim.js`) with or
+ * without `-socket`/`-id`/`-address` flags, so it is recognised by argv and
+ * cwd. `id` narrows to the server of that container: the one listening on
+ * the socket its bundle's address file names, or, once that is gone, the
+ * one started for it (its `-id`, else its bundle's name).
  */
 export function flintServers(c: Containerd, id?: string): ProcInfo[] {
   const bundles = join(c.state, 'io.containerd.runtime.v2.task');
+  const spares = new Set(spareServerPids(c));
+  const serving = id === undefined ? undefined : listenersOf(c, id);
   return listProcesses().filter((p) => {
     const argv = p.argv;
     if (!argv.some((a) => a.includes('containerd-shim-flint-v2') || /dist\/bundle\/shim\.js$/.test(a))) return false;
     if (argv.includes('start') || argv.includes('delete')) return false;
+    if (spares.has(p.pid)) return false;
     const cwd = safeReadlink(`/proc/${p.pid}/cwd`);
     const ours = argv.includes(c.address) || (cwd !== undefined && cwd.startsWith(`${bundles}/`));
     if (!ours) return false;
-    return id === undefined || (flagValue(argv, 'id') ?? (cwd !== undefined ? basename(cwd) : undefined)) === id;
+    if (id === undefined) return true;
+    if (serving !== undefined) return serving.includes(p.pid);
+    return (flagValue(argv, 'id') ?? (cwd !== undefined ? basename(cwd) : undefined)) === id;
   });
+}
+
+/** The pids listening on container `id`'s shim socket, or undefined when its address file is gone. */
+function listenersOf(c: Containerd, id: string): number[] | undefined {
+  try {
+    return listenerPids(shimSocketOf(c, id));
+  } catch {
+    return undefined;
+  }
 }
 
 /** runc shim (containerd-shim-runc-v2) processes of harness `c`, optionally for one container id. */

@@ -1,13 +1,20 @@
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { shimIdentities, shimSocketPath } from './cleanup.js';
 import type { Containerd } from './containerd.js';
 import { mountsUnder, processesOwnedBy, type ProcInfo } from './procfs.js';
+import { listenerPids } from './shim-server.js';
+import { spareSocketPath } from '../../src/shim/socket-address.js';
 
 /** Everything a finished scenario may have left behind; every list is empty when clean. */
 export interface LeftoverReport {
-  /** Processes other than containerd whose argv names the harness dir (shims, ctr) and their descendants. */
+  /**
+   * Processes other than containerd whose argv names the harness dir (shims,
+   * ctr) and their descendants. A flint server waiting as the containerd's
+   * spare (spareServerMs) serves nothing and leaves by itself: it is not a
+   * leftover (test/shim-spare.test.ts checks that it leaves).
+   */
   readonly processes: readonly ProcInfo[];
   /** Mount points under the harness dir. */
   readonly mounts: readonly string[];
@@ -25,7 +32,7 @@ export interface LeftoverReport {
 
 /** Inspects `c` for leftovers of finished containers. */
 export async function leftovers(c: Containerd): Promise<LeftoverReport> {
-  const processes = processesOwnedBy(c.dir, [c.pid]);
+  const processes = processesOwnedBy(c.dir, [c.pid, ...spareServerPids(c)]);
   const namespaces = new Set([c.namespace]);
   const bundles: string[] = [];
   for (const base of [c.state, c.root]) {
@@ -48,6 +55,12 @@ export async function leftovers(c: Containerd): Promise<LeftoverReport> {
     tasks,
     containers,
   };
+}
+
+/** The flint server waiting as `c`'s spare, if one is (the listener on its spare socket). */
+export function spareServerPids(c: Containerd): number[] {
+  const path = spareSocketPath(c.address, { TTRPC_ADDRESS: c.ttrpcAddress });
+  return existsSync(path) ? listenerPids(path) : [];
 }
 
 /** True when every list in the report is empty. */
