@@ -12,7 +12,7 @@ import { VmTaskService } from '../vm/vm-task-service.js';
 import { Server } from '../ttrpc/server.js';
 import { requireSameUser } from '../ttrpc/unix-creds.js';
 import type { ShimArgs } from './args.js';
-import { createShimLogger } from './logger.js';
+import { createShimLogger, shimLogLevel } from './logger.js';
 import { ForwardingPublisher } from './publisher.js';
 import { OwnSocket } from './own-socket.js';
 
@@ -27,7 +27,7 @@ const PUBLISHER_DRAIN_MS = 5_000;
  */
 export async function serveShim(args: ShimArgs, listenerFd: number, configPath: string | undefined): Promise<void> {
   const { config } = loadConfig(configPath);
-  const log = createShimLogger(join(process.cwd(), 'log'), args.debug ? 'debug' : config.logLevel, { runtime: 'flint', namespace: args.namespace });
+  const log = createShimLogger(join(process.cwd(), 'log'), shimLogLevel(config.logLevel, args.debug), { runtime: 'flint', namespace: args.namespace });
   const reaper = Reaper.get();
   const publisher = new ForwardingPublisher(process.env.TTRPC_ADDRESS || `${args.address}.ttrpc`, log.child({ component: 'publisher' }));
   const server = new Server({
