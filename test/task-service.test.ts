@@ -581,8 +581,22 @@ t.test('checkpoint fails with runc\'s own error text', async (t) => {
   const detail = err.message.slice('runc checkpoint failed: '.length);
   t.ok(detail.trim().length > 0, 'non-empty detail');
   t.notMatch(detail, /^exit status \d+$/, 'not just an exit status');
+  t.match(detail, /^criu failed: /, 'runc\'s words for what criu did');
+  // As with the runc shim: criu's log is kept in the bundle and named.
+  const kept = join(c.bundle, 'criu-dump.log');
+  t.match(err.message, `(criu's log: ${kept})`, 'the error names criu\'s log');
+  t.match(readFileSync(kept, 'utf8'), /Dumping|dump/i, 'which is criu\'s dump log');
+  t.notOk(existsSync(join(c.bundle, 'criu-work')), 'criu\'s private work directory is removed');
   t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING, 'still RUNNING after the failed checkpoint');
   await remove(c.id);
+});
+
+t.test('a create restoring a checkpoint is Unimplemented, and nothing is left', async (t) => {
+  const id = newId('restore');
+  const bundle = makeBundle(['true']);
+  await expectError(t, task.create({ id, bundle, checkpoint: join(tmp, 'some-checkpoint'), options: runcOptions }), Code.Unimplemented, 'restoring from a checkpoint is not supported', 'restore');
+  t.notOk(existsSync(join(runcRoot, NS, id)), 'runc never ran');
+  await expectError(t, task.state({ id }), Code.NotFound, 'not created', 'not kept');
 });
 
 function runcOptionsWith(extra: Record<string, unknown>): { typeUrl: string; value: Uint8Array } {

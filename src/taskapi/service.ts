@@ -1,4 +1,4 @@
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errdefs/errors.js';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError, UnimplementedError } from '../errdefs/errors.js';
 import { validateId } from '../bundle/identifiers.js';
 import type { FlintConfig } from '../config/config.js';
 import { containerd, type google, type TaskService } from '../generated/index.js';
@@ -59,7 +59,7 @@ export class RuncTaskService implements TaskService {
     validateId(request.id);
     const key = this.key(ctx, request.id);
     if (this.containers.has(key) || this.creating.has(key)) throw new AlreadyExistsError(`container ${request.id}: already exists`);
-    if (request.checkpoint) throw new InvalidArgumentError('restoring from a checkpoint is not supported by flint');
+    if (request.checkpoint) throw new UnimplementedError('restoring from a checkpoint is not supported by flint');
     this.creating.add(key);
     try {
       const container = await Container.create(

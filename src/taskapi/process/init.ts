@@ -1,6 +1,7 @@
+import { copyFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { NotFoundError } from '../../errdefs/errors.js';
-import type { CheckpointOptions } from '../../runc/runc.js';
+import { NotFoundError, UnknownError } from '../../errdefs/errors.js';
+import { RuncError, type CheckpointOptions } from '../../runc/runc.js';
 import { CleanupStack } from '../../sys/cleanup-stack.js';
 import type { ExitStatus } from '../../sys/exit-status.js';
 import { taskEvents } from '../events.js';
@@ -11,6 +12,11 @@ import type { ProcessContext } from './context.js';
 import { readPidFile } from './pid-file.js';
 import { ProcessBase } from './process-base.js';
 import { INIT_LIFECYCLE, type InitOp } from './state-machine.js';
+
+/** criu's work directory when the caller names none; removed after each checkpoint. */
+const CRIU_WORK_DIR = 'criu-work';
+/** Where a failed checkpoint's criu log is kept, in the bundle. */
+export const CRIU_DUMP_LOG = 'criu-dump.log';
 
 export interface InitCreateOptions {
   readonly noPivot?: boolean;
@@ -105,10 +111,24 @@ export class InitProcess extends ProcessBase<InitOp> {
     });
   }
 
+  /**
+   * `runc checkpoint`. As with the runc shim, criu works in a private
+   * directory of the bundle unless the caller named one, and when it fails
+   * its dump.log is kept as `criu-dump.log` in the bundle (the image
+   * directory is usually a temporary one, gone when the call returns), and
+   * the error names it.
+   */
   checkpoint(options: CheckpointOptions): Promise<void> {
     return this.lock.run(async () => {
       this.machine.assert('checkpoint');
-      await this.ctx.runc.checkpoint(this.ctx.containerId, options);
+      const workPath = options.workPath ?? join(this.ctx.bundle, CRIU_WORK_DIR);
+      try {
+        await this.ctx.runc.checkpoint(this.ctx.containerId, { ...options, workPath });
+      } catch (err) {
+        throw await withCriuLog(err, workPath, join(this.ctx.bundle, CRIU_DUMP_LOG));
+      } finally {
+        if (options.workPath === undefined) await rm(workPath, { recursive: true, force: true });
+      }
     });
   }
 
@@ -125,6 +145,21 @@ export class InitProcess extends ProcessBase<InitOp> {
       this.machine.transition('deleted');
     });
   }
+}
+
+/**
+ * A failed checkpoint's error, once criu's log is kept at `keptLog`. runc's
+ * own text stops at its first line: the next names the log relative to a
+ * work directory that may be gone.
+ */
+async function withCriuLog(err: unknown, workPath: string, keptLog: string): Promise<unknown> {
+  if (!(err instanceof RuncError)) return err;
+  try {
+    await copyFile(join(workPath, 'dump.log'), keptLog);
+  } catch {
+    return err; // criu never ran far enough to log
+  }
+  return new UnknownError(`${err.message.split('\n')[0]} (criu's log: ${keptLog})`, { cause: err });
 }
 
 function ignoreNotFound(err: unknown): void {
