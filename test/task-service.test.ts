@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_CONFIG, loadConfig } from '../src/config/config.js';
-import { containerd, TaskClient, TaskDescriptor } from '../src/generated/index.js';
+import { containerd, io, TaskClient, TaskDescriptor } from '../src/generated/index.js';
 import { Reaper, zombieChildren } from '../src/sys/reaper.js';
+import { isUnified } from '../src/taskapi/cgroup.js';
 import type { EventPublisher, TaskEvent } from '../src/taskapi/events.js';
 import { openProcessIO } from '../src/taskapi/io/index.js';
 import { RuncTaskService } from '../src/taskapi/service.js';
@@ -570,6 +571,42 @@ t.test('update with valid resources reaches runc', async (t) => {
   await task.update({ id: c.id, resources: { typeUrl: OCI_RESOURCES_TYPE, value: Buffer.from(JSON.stringify({ pids: { limit: 50 } })) } });
   t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING);
   await remove(c.id);
+});
+
+/** The fields of containerd's Metrics (v1 or v2, by type URL) that runc reports too. */
+function metricsOf(any: { typeUrl?: string | null; value?: Uint8Array | null }): { memoryLimit: number; pidsCurrent: number; pidsLimit: number; cpuUsage: number } {
+  if (any.typeUrl === 'io.containerd.cgroups.v2.Metrics') {
+    const m = io.containerd.cgroups.v2.Metrics.decode(any.value!);
+    return { memoryLimit: Number(m.memory?.usageLimit), pidsCurrent: Number(m.pids?.current), pidsLimit: Number(m.pids?.limit), cpuUsage: Number(m.cpu?.usageUsec) * 1000 };
+  }
+  const m = io.containerd.cgroups.v1.Metrics.decode(any.value!);
+  return { memoryLimit: Number(m.memory?.usage?.limit), pidsCurrent: Number(m.pids?.current), pidsLimit: Number(m.pids?.limit), cpuUsage: Number(m.cpu?.usage?.total) };
+}
+
+t.test('stats: the metrics type containerd expects for the host\'s cgroups, with what runc sees; a stopped container has them too', async (t) => {
+  const id = newId('stats');
+  const limit = 64 * 1024 * 1024;
+  const bundle = makeBundle(['sleep', '100'], (spec) => (spec.linux.resources = { ...spec.linux.resources, memory: { limit }, pids: { limit: 20 } }));
+  containers.add(id);
+  await task.create({ id, bundle, options: runcOptions });
+  await task.start({ id });
+  const running = (await task.stats({ id })).stats!;
+  t.equal(running.typeUrl, isUnified() ? 'io.containerd.cgroups.v2.Metrics' : 'io.containerd.cgroups.v1.Metrics', 'the type URL containerd decodes by');
+  const ours = metricsOf(running);
+  const runcSees = (JSON.parse(execFileSync('runc', ['--root', join(runcRoot, NS), 'events', '--stats', id], { encoding: 'utf8' })) as { data: { memory: { usage: { limit: number } }; pids: { current: number; limit: number } } }).data;
+  t.same([ours.memoryLimit, ours.pidsCurrent, ours.pidsLimit], [runcSees.memory.usage.limit, runcSees.pids.current, runcSees.pids.limit], 'the limits and the process count runc events reports');
+  t.same([ours.memoryLimit, ours.pidsCurrent, ours.pidsLimit], [limit, 1, 20], 'the spec\'s limits, one process');
+  t.ok(ours.cpuUsage > 0, 'cpu time was counted');
+
+  await task.kill({ id, signal: 9 });
+  await task.wait({ id }, { timeoutMs: 10_000 });
+  const stopped = (await task.stats({ id })).stats!;
+  t.equal(stopped.typeUrl, running.typeUrl, 'a stopped container still has metrics, as under the runc shim');
+  const after = metricsOf(stopped);
+  t.same([after.memoryLimit, after.pidsCurrent, after.pidsLimit], [limit, 0, 20], 'read from its cgroup, there until Delete: no process left');
+  t.ok(after.cpuUsage >= ours.cpuUsage, 'the cpu time it used');
+  await remove(id);
+  await expectError(t, task.stats({ id }), Code.NotFound, 'not created', 'none after delete');
 });
 
 t.test('checkpoint fails with runc\'s own error text', async (t) => {

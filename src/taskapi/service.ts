@@ -8,7 +8,6 @@ import type { Reaper } from '../sys/reaper.js';
 import { timestampOf } from '../sys/exit-status.js';
 import { Container, type RuncSettings } from './container.js';
 import { sinkFor, taskEvents, type EventPublisher } from './events.js';
-import { metricsAny } from './metrics.js';
 import { writeDeleteMarker } from './delete-marker.js';
 import { decodeTaskOptions } from './options.js';
 import type { StateName } from './process/state-machine.js';
@@ -204,8 +203,7 @@ export class RuncTaskService implements TaskService {
   }
 
   async stats(request: containerd.task.v2.StatsRequest, ctx: CallContext): Promise<containerd.task.v2.StatsResponse.$Properties> {
-    const container = this.container(ctx, request.id);
-    return { stats: metricsAny(await container.runc.stats(container.id), container.init.pid) };
+    return { stats: this.container(ctx, request.id).stats() };
   }
 
   async connect(request: containerd.task.v2.ConnectRequest, ctx: CallContext): Promise<containerd.task.v2.ConnectResponse.$Properties> {
