@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_CONFIG, loadConfig } from '../src/config/config.js';
 import { containerd, io, TaskClient, TaskDescriptor } from '../src/generated/index.js';
 import { Reaper, zombieChildren } from '../src/sys/reaper.js';
-import { isUnified } from '../src/taskapi/cgroup.js';
+import { cgroupsOf, isUnified } from '../src/taskapi/cgroup.js';
 import type { EventPublisher, TaskEvent } from '../src/taskapi/events.js';
 import { openProcessIO } from '../src/taskapi/io/index.js';
 import { RuncTaskService } from '../src/taskapi/service.js';
@@ -28,7 +28,7 @@ const STATUS = containerd.v1.types.Status;
 const OCI_PROCESS_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
 const OCI_RESOURCES_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
 const GO_ZERO_TIME_SECONDS = -62135596800;
-const APPLETS = ['sh', 'sleep', 'true', 'cat', 'echo'];
+const APPLETS = ['sh', 'sleep', 'true', 'cat', 'echo', 'stty'];
 
 const tmp = mkdtempSync(join(tmpdir(), 'flint-task-'));
 const runcRoot = join(tmp, 'runc');
@@ -565,11 +565,28 @@ t.test('wrong Any type URLs are InvalidArgument naming the type', async (t) => {
   await remove(c.id);
 });
 
-t.test('update with valid resources reaches runc', async (t) => {
+/** A file of the container's cgroup (its init's), for the controller `controller` on a v1 host. */
+function cgroupFile(pid: number, controller: string, name: string): string {
+  const cgroups = cgroupsOf(pid);
+  if (!cgroups) throw new Error(`no cgroups for pid ${pid}`);
+  return join(cgroups.unified ? cgroups.dir : cgroups.dirs[controller]!, name);
+}
+
+t.test('update: runc update --resources - applies the LinuxResources to the container\'s cgroup', async (t) => {
   const c = await create('update', ['sleep', '100']);
   await task.start({ id: c.id });
-  await task.update({ id: c.id, resources: { typeUrl: OCI_RESOURCES_TYPE, value: Buffer.from(JSON.stringify({ pids: { limit: 50 } })) } });
+  const pidsMax = cgroupFile(c.pid, 'pids', 'pids.max');
+  const memoryMax = cgroupFile(c.pid, 'memory', isUnified() ? 'memory.max' : 'memory.limit_in_bytes');
+  t.equal(readFileSync(pidsMax, 'utf8').trim(), 'max', 'no pids limit to begin with');
+  await task.update({ id: c.id, resources: { typeUrl: OCI_RESOURCES_TYPE, value: Buffer.from(JSON.stringify({ pids: { limit: 50 }, memory: { limit: 48 * 1024 * 1024 } })) } });
+  t.equal(readFileSync(pidsMax, 'utf8').trim(), '50', 'pids.max is the new limit');
+  t.equal(readFileSync(memoryMax, 'utf8').trim(), String(48 * 1024 * 1024), 'and so is the memory limit');
   t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING);
+  const cpus = { typeUrl: OCI_RESOURCES_TYPE, value: Buffer.from(JSON.stringify({ cpu: { cpus: '4095' } })) };
+  const err = await expectError(t, task.update({ id: c.id, resources: cpus }), Code.Unknown, /^runc update failed: ./, 'a cpuset the kernel refuses');
+  t.match(err.message, /cpuset|cpus/, `in runc's own words: ${err.message}`);
+  t.equal(readFileSync(pidsMax, 'utf8').trim(), '50', 'the limits stay as they were');
+  t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING, 'and the container runs on');
   await remove(c.id);
 });
 
@@ -607,6 +624,29 @@ t.test('stats: the metrics type containerd expects for the host\'s cgroups, with
   t.ok(after.cpuUsage >= ours.cpuUsage, 'the cpu time it used');
   await remove(id);
   await expectError(t, task.stats({ id }), Code.NotFound, 'not created', 'none after delete');
+});
+
+t.test('an exit observed before Start returns is never lost', async (t) => {
+  // `true` often exits before Start has answered; the Wait comes only after.
+  for (let i = 0; i < 5; i++) {
+    const c = await create('quick', ['true']);
+    await task.start({ id: c.id });
+    t.equal((await task.wait({ id: c.id }, { timeoutMs: 10_000 })).exitStatus, 0, `init ${i}: its exit is reported`);
+    await remove(c.id);
+    t.same(eventsOf(c.id).map((e) => e.topic), ['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete'], `init ${i}: start precedes the exit`);
+  }
+  const c = await create('quickexec', ['sleep', '100']);
+  await task.start({ id: c.id });
+  for (let i = 0; i < 5; i++) {
+    const execId = `q${i}`;
+    await task.exec({ id: c.id, execId, spec: processSpec(['sh', '-c', `exit ${i}`]) });
+    await task.start({ id: c.id, execId });
+    t.equal((await task.wait({ id: c.id, execId }, { timeoutMs: 10_000 })).exitStatus, i, `exec ${i}: its exit is reported`);
+    await task.delete({ id: c.id, execId });
+  }
+  const execTopics = eventsOf(c.id).filter((e) => e.topic !== '/tasks/create' && e.topic !== '/tasks/start').map((e) => e.topic);
+  t.same(execTopics, Array.from({ length: 5 }, () => ['/tasks/exec-added', '/tasks/exec-started', '/tasks/exit']).flat(), 'each exec: added, started, then its exit');
+  await remove(c.id);
 });
 
 t.test('checkpoint fails with runc\'s own error text', async (t) => {
@@ -744,7 +784,7 @@ t.test('stdin through a FIFO reaches the process; CloseIO gives it EOF', async (
 
 t.test('a terminal: output is copied from the console, resize works', async (t) => {
   const id = newId('tty');
-  const bundle = makeBundle(['sh', '-c', 'sleep 0.3; echo tty-out; exit 5'], (spec) => (spec.process.terminal = true));
+  const bundle = makeBundle(['sh', '-c', 'stty size; echo tty-out; exit 5'], (spec) => (spec.process.terminal = true));
   const stdout = new FifoReader(`${id}.stdout`);
   containers.add(id);
   const mismatch = makeBundle(['true']);
@@ -761,23 +801,34 @@ t.test('a terminal: output is copied from the console, resize works', async (t) 
   const waiting = task.wait({ id }, { timeoutMs: 10_000 });
   await task.start({ id });
   t.equal((await waiting).exitStatus, 5);
-  t.match(await stdout.waitFor('tty-out'), /tty-out\r?\n/, 'console output reached the FIFO');
+  const output = await stdout.waitFor('tty-out');
+  t.match(output, /tty-out\r?\n/, 'console output reached the FIFO');
+  t.match(output, /^40 100\r?\n/, 'the process sees the size ResizePty set (TIOCSWINSZ on the master): 40 rows, 100 columns');
   await remove(id);
 });
 
-t.test('an exec with a terminal: console output copied, exit reported', async (t) => {
+t.test('an exec with a terminal: console output copied, resize works, exit reported', async (t) => {
   const c = await create('ttyexec', ['sleep', '100']);
   await task.start({ id: c.id });
   const out = new FifoReader(`${c.id}.exec.stdout`);
-  const spec = { args: ['sh', '-c', 'sleep 0.2; echo exec-tty; exit 6'], cwd: '/', env: ['PATH=/bin'], terminal: true, user: { uid: 0, gid: 0 } };
-  await task.exec({ id: c.id, execId: 'tty', terminal: true, stdout: out.path, spec: { typeUrl: OCI_PROCESS_TYPE, value: Buffer.from(JSON.stringify(spec)) } });
+  const stdin = join(tmp, `${c.id}.exec.stdin`);
+  execFileSync('mkfifo', [stdin]);
+  // It waits for a line on stdin, so the resize below surely comes first.
+  const spec = { args: ['sh', '-c', 'read go; stty size; echo exec-tty; exit 6'], cwd: '/', env: ['PATH=/bin'], terminal: true, user: { uid: 0, gid: 0 } };
+  await task.exec({ id: c.id, execId: 'tty', terminal: true, stdin, stdout: out.path, spec: { typeUrl: OCI_PROCESS_TYPE, value: Buffer.from(JSON.stringify(spec)) } });
   const waiting = task.wait({ id: c.id, execId: 'tty' }, { timeoutMs: 10_000 });
   await task.start({ id: c.id, execId: 'tty' });
   await task.resizePty({ id: c.id, execId: 'tty', width: 120, height: 50 });
+  const writer = openSync(stdin, constants.O_WRONLY | constants.O_NONBLOCK);
+  writeFileSync(writer, 'go\n');
+  closeSync(writer);
   t.equal((await waiting).exitStatus, 6);
-  t.match(await out.waitFor('exec-tty'), /exec-tty\r?\n/, 'console output reached the FIFO');
+  const output = await out.waitFor('exec-tty');
+  t.match(output, /exec-tty\r?\n/, 'console output reached the FIFO');
+  t.match(output, /^50 120\r?$/m, 'the exec sees the size ResizePty set: 50 rows, 120 columns');
   await task.delete({ id: c.id, execId: 'tty' });
   await remove(c.id);
+  rmSync(stdin);
 });
 
 t.test('resize without a terminal is a no-op', async (t) => {
