@@ -76,6 +76,14 @@ t.test('grouping by annotation: io.containerd.runc.v2.group, then io.kubernetes.
   t.equal(d, shimSocketAddress(c.address, c.namespace, runs[3]!.id), 'without annotations: a server of its own');
   t.equal(new Set([a, cc, d]).size, 3);
   t.equal(shimPidOf(socketPath(a!)), shimPidOf(socketPath(b!)), 'one process serves both containers of pod-1');
+  // The server is a child subreaper: runc exits after create, and the container's init is reparented to it.
+  const listed = (await c.ctr(['task', 'ls'])).stdout.toString().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+  const parents = runs.map(({ id }, i) => {
+    const pid = Number(listed.find(([task]) => task === id)?.[1]);
+    const ppid = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    return ppid === shimPidOf(socketPath([a, b, cc, d][i]!));
+  });
+  t.same(parents, [true, true, true, true], 'each container\'s init is a child of the server that serves it');
   const exec = await c.ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'e', runs[1]!.id, 'sh', '-c', 'exit 6']);
   t.equal(exec.code, 6, 'a call for the second container of the group reaches it');
   for (const { id } of runs) {
