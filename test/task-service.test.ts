@@ -14,6 +14,7 @@ import { openProcessIO } from '../src/taskapi/io/index.js';
 import { RuncTaskService } from '../src/taskapi/service.js';
 import { Client, Code, Metadata, NAMESPACE_KEY, RpcError, Server } from '../src/ttrpc/index.js';
 import { mountsUnder } from './harness/procfs.js';
+import { SlowReader } from './harness/slow-reader.js';
 
 /**
  * RuncTaskService end to end over a real ttrpc Server/Client pair on a unix
@@ -28,7 +29,7 @@ const STATUS = containerd.v1.types.Status;
 const OCI_PROCESS_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
 const OCI_RESOURCES_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
 const GO_ZERO_TIME_SECONDS = -62135596800;
-const APPLETS = ['sh', 'sleep', 'true', 'cat', 'echo', 'stty'];
+const APPLETS = ['sh', 'sleep', 'true', 'cat', 'echo', 'stty', 'seq'];
 
 const tmp = mkdtempSync(join(tmpdir(), 'flint-task-'));
 const runcRoot = join(tmp, 'runc');
@@ -247,6 +248,7 @@ t.test('create, start, wait, delete: exit status and exited_at', async (t) => {
   t.equal(state.stdout, c.stdout!.path);
   t.equal(state.exitStatus, 0);
   t.equal(Number(state.exitedAt?.seconds), GO_ZERO_TIME_SECONDS, 'no exited_at before exit');
+  t.match(await task.connect({ id: c.id }), { shimPid: process.pid, taskPid: c.pid }, 'connect: this server\'s pid and the task\'s');
 
   const waiting = task.wait({ id: c.id });
   const started = await task.start({ id: c.id });
@@ -707,6 +709,66 @@ t.test('runc options io_uid and io_gid: the stdio FIFOs of the init and of execs
   t.equal(lstatSync(execOut.path).gid, 5678, 'the exec\'s FIFO too');
   await task.delete({ id, execId: 'x' });
   await remove(id);
+});
+
+t.test('runc options binary_name, no_pivot_root, no_new_keyring, criu_path and systemd_cgroup reach runc', async (t) => {
+  // A runc that records its command line, then is runc.
+  const calls = join(tmp, 'recorded-runc.calls');
+  const recorder = join(tmp, 'recorded-runc');
+  writeFileSync(recorder, `#!/bin/sh\necho "$*" >> '${calls}'\nexec runc "$@"\n`, { mode: 0o755 });
+  const recorded = (command: string) => readFileSync(calls, 'utf8').split('\n').filter((line) => line.split(' ').includes(command));
+  const id = newId('runcopts');
+  containers.add(id);
+  await task.create({ id, bundle: makeBundle(['sleep', '100']), options: runcOptionsWith({ binaryName: recorder, noPivotRoot: true, noNewKeyring: true, criuPath: '/usr/sbin/criu' }) });
+  await task.start({ id });
+  await remove(id);
+  const [create] = recorded('create');
+  t.match(create, /(^| )--no-pivot( |$)/, 'create: --no-pivot');
+  t.match(create, /(^| )--no-new-keyring( |$)/, 'create: --no-new-keyring');
+  for (const command of ['create', 'start', 'delete']) {
+    t.match(recorded(command)[0], new RegExp(`^--root ${join(runcRoot, NS)} .*--criu /usr/sbin/criu ${command} `), `${command}: runc from binary_name, with the global flags first`);
+  }
+  // systemd_cgroup: this machine has no systemd, so runc may refuse; the flag reached it either way.
+  const systemd = newId('systemdcg');
+  containers.add(systemd);
+  const outcome = await task.create({ id: systemd, bundle: makeBundle(['sleep', '100']), options: runcOptionsWith({ binaryName: recorder, systemdCgroup: true }) }).then(
+    () => 'created',
+    (err: RpcError) => err.message,
+  );
+  t.match(recorded('create').at(-1), / --systemd-cgroup /, `create: --systemd-cgroup (${outcome})`);
+  if (outcome === 'created') await remove(systemd);
+  else await expectError(t, task.state({ id: systemd }), Code.NotFound, 'not created', 'a refused create keeps nothing');
+});
+
+t.test('a slow client gets a terminal\'s whole output, through Delete', async (t) => {
+  const id = newId('drain');
+  const lines = 100_000;
+  const expected = Array.from({ length: lines }, (_, i) => `${i + 1}\r\n`).join('').length;
+  const bundle = makeBundle(['seq', '1', String(lines)], (spec) => (spec.process.terminal = true));
+  const stdout = join(tmp, `${id}.stdout`);
+  execFileSync('mkfifo', [stdout]);
+  const socket = new net.Socket({ fd: openSync(stdout, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+  const keepAlive = openSync(stdout, constants.O_WRONLY | constants.O_NONBLOCK);
+  // The process's writes are held back by the client (pty, shim copy, FIFO), not buffered without bound.
+  const reader = new SlowReader(socket, 16 * 1024, 10);
+  t.teardown(() => {
+    reader.stop();
+    socket.destroy();
+    closeSync(keepAlive);
+  });
+  containers.add(id);
+  await task.create({ id, bundle, stdout, terminal: true, options: runcOptions });
+  const waiting = task.wait({ id }, { timeoutMs: 30_000 });
+  await task.start({ id });
+  t.equal((await waiting).exitStatus, 0);
+  // Delete as soon as the exit is known, as `ctr run --rm` does; what is still
+  // on its way is drained into the FIFO before Delete answers.
+  reader.drain();
+  await task.delete({ id });
+  containers.delete(id);
+  for (let i = 0; i < 100 && reader.consumed < expected; i++) await sleep(20);
+  t.equal(reader.consumed, expected, 'every byte the process wrote to its terminal reached the client');
+  rmSync(stdout);
 });
 
 t.test('runc option shim_cgroup is refused by name, and nothing is left', async (t) => {
