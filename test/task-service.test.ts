@@ -453,7 +453,7 @@ t.test('exec of a missing binary fails with runc\'s own words', async (t) => {
   await task.exec({ id: c.id, execId: 'missing', spec: processSpec(['/bin/no-such-binary']), stdin });
   const err = await failure(task.start({ id: c.id, execId: 'missing' }));
   t.same(fdsInto(stdin), [], 'the failed start closed the stdin it opened (reader and keep-alive)');
-  t.match(err.message, /^runc exec failed: /, `runc's error: ${err.message}`);
+  t.match(err.message, /^OCI runtime exec failed: /, `worded as by the runc shim, then runc's error: ${err.message}`);
   t.match(err.message, /no-such-binary/, 'names the binary');
   t.match(err.message, /no such file or directory|not found/i, 'says why');
   t.equal((await task.state({ id: c.id, execId: 'missing' })).status, STATUS.CREATED, 'the exec stays CREATED');
@@ -521,7 +521,7 @@ t.test('a failed runc create is undone', async (t) => {
   const id = newId('badinit');
   const out = new FifoReader(`${id}.stdout`);
   const err = await failure(task.create({ id, bundle, stdout: out.path, options: runcOptions }));
-  t.match(err.message, /^runc create failed: .*no-such-init/, `runc's error: ${err.message}`);
+  t.match(err.message, /^OCI runtime create failed: runc create failed: .*no-such-init/, `worded as by the runc shim, then runc's error: ${err.message}`);
   t.notOk(existsSync(join(runcRoot, NS, id)), 'no runc state left');
   t.notOk(existsSync(join(bundle, 'flint-runc.json')), 'no settings file left');
   await expectError(t, task.state({ id }), Code.NotFound, 'not created', 'not kept');
@@ -854,7 +854,7 @@ t.test('a terminal: output is copied from the console, resize works', async (t) 
     t,
     task.create({ id: newId('ttymismatch'), bundle: mismatch, stdout: stdout.path, terminal: true, options: runcOptions }),
     Code.Unknown,
-    /^runc create failed: .*console/,
+    /^OCI runtime create failed: runc create failed: .*console/,
     'a terminal the spec does not ask for: runc refuses, as with the runc shim',
   );
   await task.create({ id, bundle, stdout: stdout.path, terminal: true, options: runcOptions });

@@ -302,6 +302,8 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
       return {
         failed: r.code !== 0,
         mentionsBinary: /no\/such\/binary/.test(r.stderr) && /executable file not found|no such file/.test(r.stderr),
+        // ctr's own line, the error containerd got from the shim.
+        ctrError: r.stderr.trim().split('\n').at(-1),
         left: {
           bundle: left.bundles.includes(`${c.namespace}/${id}`),
           task: left.tasks.includes(id),
@@ -311,6 +313,11 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
         },
       };
     });
-    t.same(seen, { failed: true, mentionsBinary: true, left: { bundle: false, task: false, container: false, mounts: [], fifos: [] } });
+    t.same(seen, {
+      failed: true,
+      mentionsBinary: true,
+      ctrError: 'ctr: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: "/no/such/binary": stat /no/such/binary: no such file or directory: unknown',
+      left: { bundle: false, task: false, container: false, mounts: [], fifos: [] },
+    });
   });
 }

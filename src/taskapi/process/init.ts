@@ -11,6 +11,7 @@ import { withConsoleSocket } from './console.js';
 import type { ProcessContext } from './context.js';
 import { readPidFile } from './pid-file.js';
 import { ProcessBase } from './process-base.js';
+import { runtimeStep } from './runtime-error.js';
 import { INIT_LIFECYCLE, type InitOp } from './state-machine.js';
 
 /** criu's work directory when the caller names none; removed after each checkpoint. */
@@ -52,10 +53,11 @@ export class InitProcess extends ProcessBase<InitOp> {
     cleanup.push('stdio', () => this.closeStdio());
 
     const createOptions = { bundle, pidFile: this.pidFile, stdio: io.stdio, noPivot: options.noPivot ?? false, noNewKeyring: options.noNewKeyring ?? false };
+    const what = 'OCI runtime create failed';
     if (this.stdio.terminal) {
-      this.console = await withConsoleSocket((consoleSocket) => runc.create(id, { ...createOptions, consoleSocket }));
+      this.console = await withConsoleSocket((consoleSocket) => runtimeStep(what, runc.create(id, { ...createOptions, consoleSocket })));
     } else {
-      await runc.create(id, createOptions);
+      await runtimeStep(what, runc.create(id, createOptions));
     }
     cleanup.push('runc container', () => runc.delete(id, { force: true }).catch(ignoreNotFound));
     io.releaseProcessEnds();
@@ -71,7 +73,7 @@ export class InitProcess extends ProcessBase<InitOp> {
   async start(): Promise<number> {
     const run = this.lock.run(async () => {
       this.machine.assert('start');
-      await this.ctx.runc.start(this.ctx.containerId);
+      await runtimeStep('OCI runtime start failed', this.ctx.runc.start(this.ctx.containerId));
       this.machine.transition('running');
       this.ctx.events.publish(taskEvents.start(this.ctx.containerId, this.pidValue));
       return this.pidValue;
@@ -83,7 +85,7 @@ export class InitProcess extends ProcessBase<InitOp> {
   pause(): Promise<void> {
     return this.lock.run(async () => {
       this.machine.assert('pause');
-      await this.ctx.runc.pause(this.ctx.containerId);
+      await runtimeStep('OCI runtime pause failed', this.ctx.runc.pause(this.ctx.containerId));
       this.machine.transition('paused');
       this.ctx.events.publish(taskEvents.paused(this.ctx.containerId));
     });
@@ -92,7 +94,7 @@ export class InitProcess extends ProcessBase<InitOp> {
   resume(): Promise<void> {
     return this.lock.run(async () => {
       this.machine.assert('resume');
-      await this.ctx.runc.resume(this.ctx.containerId);
+      await runtimeStep('OCI runtime resume failed', this.ctx.runc.resume(this.ctx.containerId));
       this.machine.transition('running');
       this.ctx.events.publish(taskEvents.resumed(this.ctx.containerId));
     });
@@ -140,7 +142,7 @@ export class InitProcess extends ProcessBase<InitOp> {
   delete(): Promise<void> {
     return this.lock.run(async () => {
       this.machine.assert('delete');
-      await this.ctx.runc.delete(this.ctx.containerId, { force: this.machine.is('created') }).catch(ignoreNotFound);
+      await runtimeStep('failed to delete task', this.ctx.runc.delete(this.ctx.containerId, { force: this.machine.is('created') }).catch(ignoreNotFound));
       await this.closeStdio();
       this.machine.transition('deleted');
     });
