@@ -35,7 +35,8 @@ install: build
 	cp -r package.json bin $(DESTDIR)$(LIBDIR)/
 	cp -r dist/bundle $(DESTDIR)$(LIBDIR)/dist/
 	cp build/Release/flint.node $(DESTDIR)$(LIBDIR)/build/Release/
-	ln -sf $(LIBDIR)/bin/containerd-shim-flint-v2 $(DESTDIR)$(BINDIR)/containerd-shim-flint-v2
+	printf '#!/bin/sh\nexec %s "$$@"\n' '$(LIBDIR)/bin/containerd-shim-flint-v2' > $(DESTDIR)$(BINDIR)/containerd-shim-flint-v2
+	chmod 755 $(DESTDIR)$(BINDIR)/containerd-shim-flint-v2
 	ln -sf $(LIBDIR)/bin/flint-agent $(DESTDIR)$(BINDIR)/flint-agent
 	@echo
 	@echo "Installed to $(BINDIR). Register flint in /etc/containerd/config.toml:"

@@ -1,14 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot, startContainerd, type Containerd, type StopReport } from '../test/harness/index.js';
-import { embeddedTargets, errorText, nowMs, readSettings, type BenchSettings } from './common.js';
+import { repoRoot, RUNTIMES, startContainerd, type Containerd, type StopReport } from '../test/harness/index.js';
+import { embeddedTargets, errorText, nowMs, readSettings, type BenchSettings, type RunTarget } from './common.js';
 import { writeChart } from './chart.js';
 import { measureExecLatency } from './exec-latency.js';
 import { measureMemory, nodeBaselinePss } from './memory.js';
 import { renderTable, writeJson, type MeasureResult, type Row } from './report.js';
-import { measureStartLatency } from './start-latency.js';
+import { COLD_LABEL, measureStartLatency } from './start-latency.js';
 import { measureThroughput } from './throughput.js';
 import { measureTtrpcRate } from './ttrpc-rate.js';
 import { startVmMode, unavailableVmRows } from './vm.js';
@@ -110,6 +110,15 @@ const settings: BenchSettings = readSettings();
 
 const wanted = (...names: string[]): boolean => settings.only === null || names.some((n) => settings.only!.has(n));
 
+/** A containerd whose flint runs with spareServerMs 0, as the start measure's cold target. */
+async function startColdTarget(workDir: string): Promise<RunTarget> {
+  const config = join(workDir, 'cold.json');
+  writeFileSync(config, JSON.stringify({ spareServerMs: 0 }));
+  const c = await startContainerd({ env: { FLINT_CONFIG: config } });
+  live.add(c);
+  return { label: COLD_LABEL, c, runtime: RUNTIMES.flint };
+}
+
 async function main(): Promise<void> {
   installSignalHandlers();
   const startedAt = new Date();
@@ -137,8 +146,11 @@ async function main(): Promise<void> {
         if (wanted('start', 'throughput')) unavailableVm = unavailableVmRows(vmSetup.unavailable);
       }
       const targets = [...embeddedTargets(c), ...('vm' in vmSetup ? [vmSetup.vm.target] : [])];
+      // flint without spare servers, in the same rounds: every start boots a server.
+      const cold = wanted('start') ? await startColdTarget(workDir) : undefined;
       try {
-        measures.push(await runMeasure('start', (signal) => measureStartLatency(targets, settings, signal)));
+        measures.push(await runMeasure('start', (signal) => measureStartLatency([...targets, ...(cold ? [cold] : [])], settings, signal)));
+        if (cold) await stopContainerd(cold.c);
         measures.push(await runMeasure('throughput', (signal) => measureThroughput(targets, settings, signal)));
       } finally {
         if ('vm' in vmSetup) {

@@ -3,6 +3,9 @@ import { ctrFailure, errorText, median, nowMs, rootfsRunArgs, summary, type Benc
 import { makeRow, type MeasureResult } from './report.js';
 import { VM_LABEL, vmStartRow } from './vm-rows.js';
 
+/** Label of flint with spareServerMs 0: every start boots a server. */
+export const COLD_LABEL = 'flint no spare';
+
 /** Per-run bound; a healthy start takes a few seconds at most, even on a loaded machine. */
 const RUN_TIMEOUT_MS = 30_000;
 /** A target that fails this often without one success is dropped, so the budget is not spent on timeouts. */
@@ -100,6 +103,20 @@ export async function measureStartLatency(
       note: notes.join('; '),
     }),
   ];
+  const cold = get(COLD_LABEL);
+  if (cold !== undefined) {
+    rows.push(
+      makeRow({
+        measure: 'start latency, spareServerMs 0 (median)',
+        unit: 'ms',
+        subjectLabel: COLD_LABEL,
+        subject: median(cold.ms),
+        referenceLabel: 'runc',
+        reference: median(runc?.ms ?? []),
+        note: [`n=${cold.ms.length}`, ...noteFor(COLD_LABEL, cold)].join('; '),
+      }),
+    );
+  }
   if (vm !== undefined) {
     const vmNote = vm.ms.length === 0 ? `not available: every VM-mode run failed: ${vm.errors[0]?.split('\n')[0] ?? ''}` : [`n=${vm.ms.length}`, ...noteFor(VM_LABEL, vm)].join('; ');
     rows.push(vmStartRow(median(vm.ms), median(flint?.ms ?? []), vmNote));

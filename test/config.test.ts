@@ -63,6 +63,7 @@ t.test('defaults fill every key left out', (t) => {
     group: 'sandbox',
     runc: { binary: 'runc', root: '/run/containerd/runc', systemdCgroup: false },
     logLevel: 'info',
+    spareServerMs: 3_000,
     agent: { address: '', dialTimeoutMs: 10_000 },
   });
   const partial = parseConfig({ runc: { root: '/tmp/r' }, agent: { dialTimeoutMs: 5 } }, 'x.json');
@@ -77,6 +78,7 @@ t.test('a full valid file is read as written', (t) => {
     group: 'namespace',
     runc: { binary: '/usr/sbin/runc', root: '/run/flint/runc', systemdCgroup: true },
     logLevel: 'trace',
+    spareServerMs: 0,
     agent: { address: 'vsock://3:1024', dialTimeoutMs: 2500 },
   });
   t.same(loadConfig(path, {}).config, {
@@ -84,6 +86,7 @@ t.test('a full valid file is read as written', (t) => {
     group: 'namespace',
     runc: { binary: '/usr/sbin/runc', root: '/run/flint/runc', systemdCgroup: true },
     logLevel: 'trace',
+    spareServerMs: 0,
     agent: { address: 'vsock://3:1024', dialTimeoutMs: 2500 },
   });
   t.end();
@@ -109,6 +112,8 @@ const BAD: readonly { name: string; json: unknown; key: string; says: RegExp }[]
   { name: 'agent.dialTimeoutMs zero', json: { agent: { dialTimeoutMs: 0 } }, key: 'agent.dialTimeoutMs', says: /positive integer/ },
   { name: 'agent.dialTimeoutMs fractional', json: { agent: { dialTimeoutMs: 1.5 } }, key: 'agent.dialTimeoutMs', says: /positive integer/ },
   { name: 'agent.dialTimeoutMs a string', json: { agent: { dialTimeoutMs: '10' } }, key: 'agent.dialTimeoutMs', says: /positive integer/ },
+  { name: 'spareServerMs negative', json: { spareServerMs: -1 }, key: 'spareServerMs', says: /integer of 0 or more, got -1/ },
+  { name: 'spareServerMs a string', json: { spareServerMs: '3000' }, key: 'spareServerMs', says: /integer of 0 or more/ },
   { name: 'vm mode without an agent address', json: { mode: 'vm' }, key: 'agent.address', says: /vsock:\/\/CID:PORT/ },
   { name: 'vm mode with a tcp address', json: { mode: 'vm', agent: { address: 'tcp://1:2' } }, key: 'agent.address', says: /tcp:\/\/1:2/ },
   { name: 'top level an array', json: [], key: '(top level)', says: /must be a JSON object/ },

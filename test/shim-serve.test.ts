@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { FifoReader } from './harness/fifo-reader.js';
 import { repoRoot } from './harness/repo.js';
 import { taskClientAt } from './harness/shim-server.js';
+import { spareSocketPath } from '../src/shim/socket-address.js';
 
 /**
  * The shim server started the runc shim's way: its listening socket
@@ -82,6 +83,20 @@ t.test('served on fd 3; Shutdown with no container ends it and removes the socke
   client.close();
   t.equal(await exited, 0, 'exits 0');
   t.notOk(existsSync(socket), 'its socket file is removed');
+});
+
+t.test('after Shutdown it waits as the spare server; SIGTERM ends the wait and leaves no socket file', async (t) => {
+  const { child, socket, exited } = await startServer();
+  const spare = spareSocketPath(join(tmp, 'containerd.sock'), { TTRPC_ADDRESS: join(tmp, 'no-containerd.ttrpc') });
+  const { client, task } = await taskClientAt(socket, NS);
+  await task.shutdown({ id: 'spare' }).catch(() => {});
+  client.close();
+  for (let i = 0; i < 100 && !existsSync(spare); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  t.ok(existsSync(spare), 'the spare socket is there');
+  t.equal(child.exitCode, null, 'the server waits');
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'exits 0, not by the signal');
+  t.notOk(existsSync(spare), 'the spare socket is removed');
 });
 
 t.test('SIGTERM: a graceful exit, the connected client sees the close, the socket file is removed', async (t) => {

@@ -25,7 +25,7 @@ export async function removeStaleBundles(root: string, log: Logger): Promise<voi
           binary: settings.binary,
           root: join(settings.root, namespace),
           log: join(bundle, 'log.json'),
-          spawn: (command, args, options) => Reaper.get().spawn(command, args, options),
+          spawn: (command, args, options) => Reaper.get().spawnHelper(command, args, options),
         });
         await runc.delete(id, { force: true }).catch((err: unknown) => {
           if (!(err instanceof NotFoundError)) throw err;

@@ -14,6 +14,12 @@ export interface FlintConfig {
     readonly systemdCgroup: boolean;
   };
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /**
+   * How long a server whose last container is gone stays, as a spare that
+   * the next container's `start` takes instead of starting a new one; 0 makes
+   * it exit at once, as the runc shim does.
+   */
+  readonly spareServerMs: number;
   readonly agent: {
     /** vsock://CID:PORT or hvsock://PATH:PORT; required in vm mode. */
     readonly address: string;
@@ -29,6 +35,7 @@ export const DEFAULT_CONFIG: FlintConfig = {
   group: 'sandbox',
   runc: { binary: 'runc', root: '/run/containerd/runc', systemdCgroup: false },
   logLevel: 'info',
+  spareServerMs: 3_000,
   agent: { address: '', dialTimeoutMs: 10_000 },
 };
 
@@ -74,7 +81,7 @@ export function parseConfig(json: unknown, source: string): FlintConfig {
     throw new InvalidArgumentError(`config ${source}: key "${key}": ${why}`);
   };
   const root = objectAt(json, '', fail);
-  checkKeys(root, ['mode', 'group', 'runc', 'logLevel', 'agent'], '', fail);
+  checkKeys(root, ['mode', 'group', 'runc', 'logLevel', 'spareServerMs', 'agent'], '', fail);
   // Only an absent section means the defaults; `null` is a wrong type like any other.
   const runc = objectAt(root.runc === undefined ? {} : root.runc, 'runc', fail);
   checkKeys(runc, ['binary', 'root', 'systemdCgroup'], 'runc.', fail);
@@ -90,9 +97,10 @@ export function parseConfig(json: unknown, source: string): FlintConfig {
       systemdCgroup: bool(runc.systemdCgroup, 'runc.systemdCgroup', DEFAULT_CONFIG.runc.systemdCgroup, fail),
     },
     logLevel: oneOf(root.logLevel, 'logLevel', ['trace', 'debug', 'info', 'warn', 'error'] as const, DEFAULT_CONFIG.logLevel, fail),
+    spareServerMs: integerAtLeast(0, root.spareServerMs, 'spareServerMs', DEFAULT_CONFIG.spareServerMs, fail),
     agent: {
       address: agent.address === undefined ? '' : nonEmptyString(agent.address, 'agent.address', '', fail),
-      dialTimeoutMs: positiveInteger(agent.dialTimeoutMs, 'agent.dialTimeoutMs', DEFAULT_CONFIG.agent.dialTimeoutMs, fail),
+      dialTimeoutMs: integerAtLeast(1, agent.dialTimeoutMs, 'agent.dialTimeoutMs', DEFAULT_CONFIG.agent.dialTimeoutMs, fail),
     },
   };
   if (config.mode === 'vm' && !/^(vsock|hvsock):\/\//.test(config.agent.address)) {
@@ -136,7 +144,8 @@ function bool(value: unknown, key: string, fallback: boolean, fail: Fail): boole
   return typeof value === 'boolean' ? value : fail(key, `must be true or false, got ${JSON.stringify(value)}`);
 }
 
-function positiveInteger(value: unknown, key: string, fallback: number, fail: Fail): number {
+function integerAtLeast(min: number, value: unknown, key: string, fallback: number, fail: Fail): number {
   if (value === undefined) return fallback;
-  return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : fail(key, `must be a positive integer, got ${JSON.stringify(value)}`);
+  if (typeof value === 'number' && Number.isInteger(value) && value >= min) return value;
+  return fail(key, `must be ${min === 1 ? 'a positive integer' : `an integer of ${min} or more`}, got ${JSON.stringify(value)}`);
 }

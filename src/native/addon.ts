@@ -65,6 +65,7 @@ export interface NativeConstants {
 export interface NativeAddon {
   setChildSubreaper(): void;
   waitpidNoHang(pid: number): { pid: number; status: number; signal: number | null } | null;
+  spawn(file: string, argv: string[], envp: string[], stdio: [number, number, number]): number;
   pipe(): [number, number];
   mkfifo(path: string, mode: number): void;
   setPipeSize(fd: number, size: number): number;

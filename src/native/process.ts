@@ -29,23 +29,60 @@ export function waitpidNoHang(pid: number): WaitResult | null {
 }
 
 /**
- * Pids whose parent is this process, including zombies. Reads
- * /proc/self/task/<tid>/children where the kernel has it (CONFIG_PROC_CHILDREN),
- * otherwise scans /proc/<pid>/stat for our pid as the parent.
+ * Starts `file` (looked up on PATH) with `argv` (argv[0] included) and the
+ * environment `env`, its stdin, stdout and stderr being the given fds (-1:
+ * /dev/null), and returns its pid. It is spawned vfork-style (posix_spawn),
+ * which costs the same whatever the size of this process, where Node's
+ * spawn forks it. Nothing reaps it but the caller (see sys/reaper.ts). A
+ * program that cannot be executed throws (ENOENT, EACCES...).
  */
-export function childPids(): number[] {
-  const fromTasks = childPidsFromTasks();
-  return fromTasks ?? childPidsFromStat();
+export function spawnProcess(file: string, argv: readonly string[], env: NodeJS.ProcessEnv, stdio: readonly [number, number, number]): number {
+  const envp = Object.entries(env)
+    .filter((entry): entry is [string, string] => entry[1] !== undefined)
+    .map(([key, value]) => `${key}=${value}`);
+  return native.spawn(file, [...argv], envp, [...stdio]);
 }
 
-function childPidsFromTasks(): number[] | null {
+/**
+ * Pids whose parent is `parent` (default this process), including zombies.
+ * Reads /proc/<parent>/task/<tid>/children where the kernel has it
+ * (CONFIG_PROC_CHILDREN): a few small reads, where the fallback reads the
+ * stat of every process on the machine.
+ */
+export function childPids(parent: number = process.pid): number[] {
+  const fromTasks = childPidsFromTasks(parent);
+  return fromTasks ?? childPidsFromStat(parent);
+}
+
+/** The state letter of /proc/<pid>/stat ('R', 'S', 'Z'...) and the parent pid, or undefined once gone. */
+export function procStat(pid: number): { state: string; ppid: number } | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ESRCH')) return undefined; // exited meanwhile
+    throw err;
+  }
+  // "pid (comm) state ppid ...": comm may contain spaces and parentheses.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0]!, ppid: Number(fields[1]) };
+}
+
+function childPidsFromTasks(parent: number): number[] | null {
   const pids: number[] = [];
-  for (const tid of readdirSync('/proc/self/task')) {
+  let threads: string[];
+  try {
+    threads = readdirSync(`/proc/${parent}/task`);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return [];
+    throw err;
+  }
+  for (const tid of threads) {
     let text: string;
     try {
-      text = readFileSync(`/proc/self/task/${tid}/children`, 'utf8');
+      text = readFileSync(`/proc/${parent}/task/${tid}/children`, 'utf8');
     } catch (err) {
-      if (isErrno(err, 'ENOENT') && tid === String(process.pid)) return null;
+      if (isErrno(err, 'ENOENT') && tid === String(parent)) return null;
       if (isErrno(err, 'ENOENT') || isErrno(err, 'ESRCH')) continue; // thread exited meanwhile
       throw err;
     }
@@ -56,20 +93,9 @@ function childPidsFromTasks(): number[] | null {
   return pids;
 }
 
-function childPidsFromStat(): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch (err) {
-      if (isErrno(err, 'ENOENT') || isErrno(err, 'ESRCH')) continue; // exited meanwhile
-      throw err;
-    }
-    // "pid (comm) state ppid ...": comm may contain spaces and parentheses.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(fields[1]) === process.pid) pids.push(Number(entry));
-  }
-  return pids;
+function childPidsFromStat(parent: number): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => procStat(pid)?.ppid === parent);
 }

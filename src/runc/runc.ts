@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess, type SpawnOptions, type StdioOptions } from 'node:child_process';
+import { spawn, type SpawnOptions, type StdioOptions } from 'node:child_process';
 import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import type {
   IoOptions,
   KillOptions,
   RestoreOptions,
+  RuncChild,
   RuncState,
   RuncStats,
   Stdio,
@@ -43,7 +44,7 @@ export interface RuncConfig {
 }
 
 /** The shape of child_process.spawn that Runc uses. */
-export type SpawnFunction = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
+export type SpawnFunction = (command: string, args: readonly string[], options: SpawnOptions) => RuncChild;
 
 interface RunSpec extends CallOptions {
   /** Caller-supplied container stdio; when set runc's output is not captured. */

@@ -1,5 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
-import type { Stream } from 'node:stream';
+import type { Readable, Stream, Writable } from 'node:stream';
 
 /**
  * One of the container's standard streams as handed to runc: an fd number
@@ -8,6 +7,20 @@ import type { Stream } from 'node:stream';
  */
 export type StdioEntry = number | Stream | 'ignore' | 'pipe' | 'inherit' | null | undefined;
 export type Stdio = readonly [StdioEntry, StdioEntry, StdioEntry];
+
+/**
+ * A running runc: what Runc needs of a child process. Node's ChildProcess is
+ * one; so is the shim's ReapedChild (sys/reaped-child.ts).
+ */
+export interface RuncChild {
+  readonly pid?: number | undefined;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  kill(signal?: NodeJS.Signals | number): boolean;
+  once(event: 'error', listener: (err: Error) => void): this;
+  once(event: 'exit' | 'close', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+}
 
 /** Options shared by every call. */
 export interface CallOptions {
@@ -20,7 +33,7 @@ export interface IoOptions extends CallOptions {
   /** The container's stdin/stdout/stderr; ignored when a console socket is used. Default: all 'ignore'. */
   readonly stdio?: Stdio;
   /** Called once runc has been spawned, e.g. to learn its pid or read 'pipe' streams. */
-  readonly onStart?: (child: ChildProcess) => void;
+  readonly onStart?: (child: RuncChild) => void;
 }
 
 export interface CreateOptions extends IoOptions {

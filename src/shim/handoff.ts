@@ -18,9 +18,13 @@ export interface HandoffMessage {
   readonly id: string;
   readonly address: string;
   readonly socket: string;
+  /** The container's bundle: the server's working directory, where its log FIFO is. */
+  readonly bundle: string;
   readonly debug: boolean;
   /** A config file named by the task's runtime options, if any. */
   readonly configPath: string | undefined;
+  /** The claimant's build (version.ts buildId), sent to a spare server, which must be the same build. */
+  readonly build?: string;
 }
 
 /**
@@ -53,7 +57,7 @@ export class ServerHandoff {
   /** Gives the server the listening socket and what to serve. */
   send(listenerFd: number, message: HandoffMessage): void {
     if (this.fd === undefined) throw new Error('the server handoff is already closed');
-    sendFd(this.fd, listenerFd, Buffer.from(JSON.stringify(message)));
+    sendFd(this.fd, listenerFd, encodeHandoff(message));
     this.close();
   }
 
@@ -69,7 +73,7 @@ export class ServerHandoff {
  * listening socket and what to serve, or undefined when `start` closed the
  * handoff without one.
  */
-export function receiveHandoff(): Promise<{ listenerFd: number; message: HandoffMessage } | undefined> {
+export function receiveHandoff(): Promise<Handoff | undefined> {
   const fd = Number(process.env[HANDOFF_ENV]);
   delete process.env[HANDOFF_ENV];
   setNonblocking(fd, true);
@@ -84,7 +88,13 @@ export function receiveHandoff(): Promise<{ listenerFd: number; message: Handoff
       }
       if (received === null) return; // spurious wake-up
       if (received.fd < 0) return finish(() => resolve(undefined));
-      const message = JSON.parse(received.data.toString('utf8')) as HandoffMessage;
+      let message: HandoffMessage;
+      try {
+        message = decodeHandoff(received.data);
+      } catch (error) {
+        closeSync(received.fd);
+        return finish(() => reject(error));
+      }
       finish(() => resolve({ listenerFd: received.fd, message }));
     });
     const timer = setTimeout(() => finish(() => resolve(undefined)), HANDOFF_TIMEOUT_MS);
@@ -96,6 +106,26 @@ export function receiveHandoff(): Promise<{ listenerFd: number; message: Handoff
     };
     poller.start(true, false);
   });
+}
+
+/** What a server is handed: the listening socket of its group and what to serve. */
+export interface Handoff {
+  readonly listenerFd: number;
+  readonly message: HandoffMessage;
+}
+
+export function encodeHandoff(message: HandoffMessage): Buffer {
+  return Buffer.from(JSON.stringify(message));
+}
+
+/** Parses a handoff message; a malformed one is an error naming what is wrong. */
+export function decodeHandoff(data: Buffer): HandoffMessage {
+  const message = JSON.parse(data.toString('utf8')) as Partial<HandoffMessage>;
+  for (const key of ['namespace', 'id', 'address', 'socket', 'bundle'] as const) {
+    if (typeof message[key] !== 'string') throw new Error(`server handoff: ${key} is not a string`);
+  }
+  if (!message.bundle!.startsWith('/')) throw new Error(`server handoff: bundle ${JSON.stringify(message.bundle)} is not absolute`);
+  return { ...(message as HandoffMessage), debug: message.debug === true };
 }
 
 export function isHandoffServer(): boolean {

@@ -33,5 +33,26 @@ export function createShimLogger(fifoPath: string, level: string, bindings: Reco
   const destination = pino.destination({ dest: fd, sync: true, retryEAGAIN: () => false });
   // containerd goes away (or deletes the bundle) before we do: never die of a log write.
   destination.on('error', () => {});
-  return pino({ level, base: { pid: process.pid, ...bindings } }, destination);
+  const log = pino({ level, base: { pid: process.pid, ...bindings } }, destination);
+  fifoDestinations.set(log, destination);
+  return log;
+}
+
+type Destination = ReturnType<typeof pino.destination>;
+const fifoDestinations = new WeakMap<Logger, Destination>();
+
+/**
+ * Closes the logger's FIFO, for a server that serves on (as a spare) after
+ * its group's bundle is gone. Lines that cannot be written now are dropped.
+ */
+export function closeShimLogger(log: Logger): void {
+  const destination = fifoDestinations.get(log);
+  if (!destination) return;
+  fifoDestinations.delete(log);
+  try {
+    destination.flushSync();
+  } catch {
+    // EAGAIN or EPIPE: containerd stopped reading.
+  }
+  destination.destroy();
 }

@@ -1,3 +1,4 @@
+import { closeSync } from 'node:fs';
 import { parseShimArgs, type ShimArgs } from './args.js';
 import { versionText } from './version.js';
 
@@ -45,32 +46,62 @@ export async function shimMain(argv: readonly string[], scriptPath: string): Pro
 }
 
 /**
- * `start`: the server boots while start works out where it should listen,
- * unless this container most likely joins a live server.
+ * `start`: a spare server of this containerd takes the container if there
+ * is one; otherwise a new server boots while start works out where it
+ * should listen, unless this container most likely joins a live server.
  */
 async function start(args: ShimArgs, scriptPath: string): Promise<string> {
-  const { ServerHandoff, serverLikelyNeeded } = await import('./handoff.js');
+  const [{ ServerHandoff, serverLikelyNeeded }, { SpareClaim }, { spareSocketPath }] = await Promise.all([
+    import('./handoff.js'),
+    import('./spare-claim.js'),
+    import('./socket-address.js'),
+  ]);
   const serverArgv = [scriptPath, '-namespace', args.namespace, '-id', args.id, '-address', args.address, ...(args.debug ? ['-debug'] : [])];
   const cwd = args.bundle || process.cwd();
-  const early = serverLikelyNeeded() ? ServerHandoff.spawn(serverArgv, cwd) : undefined;
+  const spare = await SpareClaim.connect(spareSocketPath(args.address));
+  const early = !spare && serverLikelyNeeded() ? ServerHandoff.spawn(serverArgv, cwd) : undefined;
   try {
     const { startShim } = await import('./start.js');
-    return await startShim(args, () => early ?? ServerHandoff.spawn(serverArgv, cwd));
+    return await startShim(args, async (listenerFd, message) => {
+      if (spare && (await spare.send(listenerFd, message))) return;
+      (early ?? ServerHandoff.spawn(serverArgv, cwd)).send(listenerFd, message);
+    });
   } finally {
+    spare?.close();
     early?.close();
   }
 }
 
-/** The long-lived server: handed its socket by `start`, or given it as fd 3 like the runc shim's. */
+/**
+ * The long-lived server: handed its socket by `start`, or given it as fd 3
+ * like the runc shim's. Once its group is done it may wait as a spare and
+ * serve the group a later `start` hands it.
+ */
 async function serve(args: ShimArgs): Promise<void> {
-  const { isHandoffServer, receiveHandoff } = await import('./handoff.js');
-  if (!isHandoffServer()) {
-    const { serveShim } = await import('./serve.js');
-    await serveShim(args, LISTENER_FD, undefined);
-    return;
+  const [{ isHandoffServer, receiveHandoff }, { serveGroup }] = await Promise.all([import('./handoff.js'), import('./serve.js')]);
+  process.on('SIGPIPE', () => {});
+  let group: { args: ShimArgs; listenerFd: number; configPath: string | undefined };
+  if (isHandoffServer()) {
+    const handoff = await receiveHandoff();
+    if (!handoff) process.exit(0);
+    group = { args: { ...args, ...handoff.message, action: undefined }, listenerFd: handoff.listenerFd, configPath: handoff.message.configPath };
+  } else {
+    group = { args, listenerFd: LISTENER_FD, configPath: undefined };
   }
-  const [{ serveShim }, handoff] = await Promise.all([import('./serve.js'), receiveHandoff()]);
-  if (!handoff) process.exit(0);
-  const { listenerFd, message } = handoff;
-  await serveShim({ ...args, ...message, action: undefined }, listenerFd, message.configPath);
+  for (let asSpare = false; ; asSpare = true) {
+    const { spareMs } = await serveGroup(group.args, group.listenerFd, group.configPath, asSpare);
+    if (spareMs === 0) break;
+    const [{ waitAsSpare }, { spareSocketPath }] = await Promise.all([import('./spare-wait.js'), import('./socket-address.js')]);
+    const next = await waitAsSpare(spareSocketPath(group.args.address), spareMs);
+    if (!next) break;
+    try {
+      process.chdir(next.message.bundle);
+    } catch {
+      // The bundle went away while it was handed over: nothing to serve.
+      closeSync(next.listenerFd);
+      break;
+    }
+    group = { args: { ...args, ...next.message, action: undefined }, listenerFd: next.listenerFd, configPath: next.message.configPath };
+  }
+  process.exit(0);
 }

@@ -18,14 +18,14 @@ export class OwnSocket {
 
   constructor(
     address: string | undefined,
-    private readonly addressFile: string,
+    private readonly addressFile?: string,
   ) {
     if (address) this.learn(socketPath(address));
   }
 
   /** Learns the path from the bundle's address file, unless it is known already. */
   recall(): void {
-    if (this.known) return;
+    if (this.known || !this.addressFile) return;
     try {
       this.learn(socketPath(readFileSync(this.addressFile, 'utf8').trim()));
     } catch {

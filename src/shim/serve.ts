@@ -12,20 +12,29 @@ import { VmTaskService } from '../vm/vm-task-service.js';
 import { Server } from '../ttrpc/server.js';
 import { requireSameUser } from '../ttrpc/unix-creds.js';
 import type { ShimArgs } from './args.js';
-import { createShimLogger, shimLogLevel } from './logger.js';
+import { closeShimLogger, createShimLogger, shimLogLevel } from './logger.js';
 import { ForwardingPublisher } from './publisher.js';
 import { OwnSocket } from './own-socket.js';
 
 /** How long shutdown waits for queued events to reach containerd. */
 const PUBLISHER_DRAIN_MS = 5_000;
 
+/** How a group's serving ended: idle (its last container gone), or a signal. */
+export interface GroupEnd {
+  /** How long to stay as a spare server (0: exit now). */
+  readonly spareMs: number;
+}
+
 /**
- * The long-lived shim server: serves the task API on the listening socket
- * `listenerFd` (handed over by `start`, or inherited as fd 3) until
- * Shutdown finds no container left, or SIGTERM/SIGINT. `configPath` is the
- * config file the task's runtime options named, if any.
+ * Serves one group: the task API on the listening socket `listenerFd`
+ * (handed over by `start`, or inherited as fd 3) until Shutdown finds no
+ * container left, or SIGTERM/SIGINT. `configPath` is the config file the
+ * task's runtime options named, if any; `asSpare` when this process served
+ * before and waited as a spare. Everything it set up is gone when
+ * it resolves: the socket file, the connections, the log, the publisher
+ * (drained first), the signal handlers.
  */
-export async function serveShim(args: ShimArgs, listenerFd: number, configPath: string | undefined): Promise<void> {
+export async function serveGroup(args: ShimArgs, listenerFd: number, configPath: string | undefined, asSpare: boolean): Promise<GroupEnd> {
   const { config } = loadConfig(configPath);
   const log = createShimLogger(join(process.cwd(), 'log'), shimLogLevel(config.logLevel, args.debug), { runtime: 'flint', namespace: args.namespace });
   const reaper = Reaper.get();
@@ -37,25 +46,31 @@ export async function serveShim(args: ShimArgs, listenerFd: number, configPath: 
 
   const socket = new OwnSocket(args.socket || undefined, join(process.cwd(), 'address'));
   // Every way out, a crash included, leaves no socket file behind.
-  process.on('exit', () => socket.remove());
+  const removeSocket = () => socket.remove();
+  process.on('exit', removeSocket);
 
+  let ended: (end: GroupEnd) => void;
+  const done = new Promise<GroupEnd>((resolve) => (ended = resolve));
   let shuttingDown = false;
-  const shutdown = async (reason: string): Promise<void> => {
+  const shutdown = async (reason: string, spareMs: number): Promise<void> => {
     if (shuttingDown) return;
     shuttingDown = true;
     log.info({ reason }, 'shutting down');
+    process.off('SIGTERM', onSigterm).off('SIGINT', onSigint);
     // First: a new start for this group then binds afresh instead of probing us.
     socket.remove();
+    process.off('exit', removeSocket);
     await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 1_000))]);
     server.destroy();
     // Stop taking events (VM mode) before the publisher drains what it has.
     closeService();
     await publisher.close(PUBLISHER_DRAIN_MS);
     log.flush();
-    process.exit(0);
+    closeShimLogger(log);
+    ended({ spareMs });
   };
 
-  const service = createService(config, { args, reaper, publisher, log, onShutdown: () => void shutdown('shutdown requested') });
+  const service = createService(config, { args, reaper, publisher, log, onShutdown: () => void shutdown('shutdown requested', config.spareServerMs) });
   const closeService = () => (service instanceof VmTaskService ? service.close() : undefined);
   server.register(TaskDescriptor, traced(service, log, 'task'));
 
@@ -64,10 +79,12 @@ export async function serveShim(args: ShimArgs, listenerFd: number, configPath: 
   listener.once('connection', () => socket.recall());
   server.serve(listener);
 
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGPIPE', () => {});
-  log.info({ id: args.id, mode: config.mode, startupMs: Math.round(performance.now()) }, 'shim serving');
+  const onSigterm = () => void shutdown('SIGTERM', 0);
+  const onSigint = () => void shutdown('SIGINT', 0);
+  process.on('SIGTERM', onSigterm).on('SIGINT', onSigint);
+  // A fresh server's uptime is its start-up time; a spare was up already.
+  log.info({ id: args.id, mode: config.mode, ...(asSpare ? { spare: true } : { startupMs: Math.round(performance.now()) }) }, 'shim serving');
+  return done;
 }
 
 interface ServiceDeps {

@@ -17,3 +17,14 @@ export function shimSocketAddress(containerdAddress: string, namespace: string, 
 export function socketPath(address: string): string {
   return address.startsWith('unix://') ? address.slice('unix://'.length) : address;
 }
+
+/**
+ * Where the spare server of the containerd at `containerdAddress` waits
+ * (see spare-wait.ts). The name covers where its events go too, so a spare
+ * only ever serves the containerd it was started for.
+ */
+export function spareSocketPath(containerdAddress: string, env: NodeJS.ProcessEnv = process.env, dir = SHIM_SOCKET_DIR): string {
+  const events = env.TTRPC_ADDRESS || `${containerdAddress}.ttrpc`;
+  const digest = createHash('sha256').update(['flint-spare', containerdAddress, events].join('\0')).digest('hex');
+  return join(dir, `flint-spare-${digest.slice(0, 32)}`);
+}

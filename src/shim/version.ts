@@ -20,7 +20,15 @@ export function flintVersion(): string {
   }
 }
 
+function revision(): string {
+  return typeof __FLINT_REVISION__ === 'string' && __FLINT_REVISION__ ? __FLINT_REVISION__ : 'unknown';
+}
+
+/** This build of flint on this Node: a spare server serves only a `start` of the same. */
+export function buildId(): string {
+  return `${revision()} ${process.execPath} ${process.version}`;
+}
+
 export function versionText(binary: string): string {
-  const revision = typeof __FLINT_REVISION__ === 'string' && __FLINT_REVISION__ ? __FLINT_REVISION__ : 'unknown';
-  return [`${binary}:`, `  Version:  ${flintVersion()}`, `  Revision: ${revision}`, `  Runtime:  io.containerd.flint.v2`, `  Node.js:  ${process.version}`, ''].join('\n');
+  return [`${binary}:`, `  Version:  ${flintVersion()}`, `  Revision: ${revision()}`, `  Runtime:  io.containerd.flint.v2`, `  Node.js:  ${process.version}`, ''].join('\n');
 }

@@ -3,6 +3,8 @@ export interface ExitStatus {
   readonly pid: number;
   /** The exit code, or 128+signal for a signal death. */
   readonly status: number;
+  /** The signal that ended it, when the reaper knows one (null or absent for an exit). */
+  readonly signal?: number | null;
   readonly exitedAt: Date;
 }
 

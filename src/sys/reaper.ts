@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { setChildSubreaper, waitpidNoHang } from '../native/process.js';
+import { childPids, procStat, setChildSubreaper, waitpidNoHang, type WaitResult } from '../native/process.js';
 import type { ExitStatus } from './exit-status.js';
+import { isReapedStdio, ReapedChild } from './reaped-child.js';
 
 /** How long an exit nobody asked for is kept, for a pid learnt late (the exec pid-file race). */
 const UNCLAIMED_TTL_MS = 60_000;
@@ -54,6 +54,17 @@ export class Reaper {
     return child;
   }
 
+  /**
+   * Starts a short-lived helper (runc). With stdio of three fds, 'pipe's or
+   * nothing it is spawned vfork-style and reaped here (ReapedChild), which
+   * costs the same whatever this process's size; anything else goes to
+   * spawn() above.
+   */
+  spawnHelper(command: string, args: readonly string[], options: SpawnOptions): ChildProcess | ReapedChild {
+    if (!isReapedStdio(options.stdio)) return this.spawn(command, args, options);
+    return new ReapedChild(command, args, { stdio: options.stdio, env: options.env }, (pid) => this.wait(pid));
+  }
+
   /** Resolves when `pid`, a child of this process (directly or by reparenting), exits. */
   wait(pid: number): Promise<ExitStatus> {
     const early = this.unclaimed.get(pid);
@@ -87,7 +98,7 @@ export class Reaper {
   }
 
   private tryReap(pid: number): void {
-    let result: { pid: number; status: number } | null;
+    let result: WaitResult | null;
     try {
       result = waitpidNoHang(pid);
     } catch (err) {
@@ -96,7 +107,7 @@ export class Reaper {
       if ((err as NodeJS.ErrnoException).code === 'ECHILD') return;
       throw err;
     }
-    if (result) this.deliver({ pid: result.pid, status: result.status, exitedAt: new Date() });
+    if (result) this.deliver({ pid: result.pid, status: result.status, signal: result.signal, exitedAt: new Date() });
   }
 
   private deliver(exit: ExitStatus): void {
@@ -127,20 +138,7 @@ export class Reaper {
   }
 }
 
-/** Zombie children of `parent`, found by walking /proc (no CONFIG_PROC_CHILDREN needed). */
+/** Zombie children of `parent`: exited, not yet reaped. */
 export function zombieChildren(parent: number): number[] {
-  const found: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, 'latin1');
-    } catch {
-      continue;
-    }
-    // The comm field may contain spaces and parentheses: parse after the last ')'.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (rest[0] === 'Z' && Number(rest[1]) === parent) found.push(Number(name));
-  }
-  return found;
+  return childPids(parent).filter((pid) => procStat(pid)?.state === 'Z');
 }

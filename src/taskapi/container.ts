@@ -104,7 +104,7 @@ export class Container {
       log: join(bundle, 'log.json'),
       systemdCgroup: request.runc.systemdCgroup,
       ...(request.runc.criuPath ? { criu: request.runc.criuPath } : {}),
-      spawn: (command, args, options) => deps.reaper.spawn(command, args, options),
+      spawn: (command, args, options) => deps.reaper.spawnHelper(command, args, options),
     });
     const ctx: ProcessContext = { containerId: id, namespace: deps.namespace, bundle, runc, events: deps.events, reaper: deps.reaper, ioOwner: request.runc.ioOwner };
     const cleanup = new CleanupStack();

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../errdefs/errors.js';
-import { containerd, runtimeoptions, type google } from '../generated/index.js';
+// The small options module, not generated/index.js: `start` decodes these and nothing else.
+import { containerd, runtimeoptions, type google } from '../generated/options.js';
 
 export const RUNC_OPTIONS_TYPE = 'containerd.runc.v1.Options';
 export const RUNTIME_OPTIONS_TYPE = 'runtimeoptions.v1.Options';

@@ -17,7 +17,7 @@ import { INIT_LIFECYCLE, type InitOp } from './state-machine.js';
 /** criu's work directory when the caller names none; removed after each checkpoint. */
 const CRIU_WORK_DIR = 'criu-work';
 /** Where a failed checkpoint's criu log is kept, in the bundle. */
-export const CRIU_DUMP_LOG = 'criu-dump.log';
+const CRIU_DUMP_LOG = 'criu-dump.log';
 
 export interface InitCreateOptions {
   readonly noPivot?: boolean;
@@ -59,7 +59,9 @@ export class InitProcess extends ProcessBase<InitOp> {
     } else {
       await runtimeStep(what, runc.create(id, createOptions));
     }
-    cleanup.push('runc container', () => runc.delete(id, { force: true }).catch(ignoreNotFound));
+    // After a successful Delete runc holds nothing more: a second `runc delete`
+    // would only cost a process start on containerd's teardown path.
+    cleanup.push('runc container', () => (this.machine.is('deleted') ? undefined : runc.delete(id, { force: true }).catch(ignoreNotFound)));
     io.releaseProcessEnds();
     if (this.console) io.attachConsole(this.console.stream);
 
