@@ -4,12 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { io } from '../src/generated/index.js';
 import type { RuncStats } from '../src/runc/runc.js';
+import { cgroupsOf } from '../src/taskapi/cgroup.js';
+import { readCgroupStats } from '../src/taskapi/cgroup-stats.js';
 import { CGROUPS_V1_METRICS_TYPE, CGROUPS_V2_METRICS_TYPE, memoryEvents, metricsAny, v1Metrics, v2Metrics } from '../src/taskapi/metrics.js';
 
 /**
- * The metrics containerd gets from `runc events --stats` output, for both
- * cgroup versions. The cgroup trees are directories in a temp dir laid out
- * like /sys/fs/cgroup and /proc, read by the same code that reads the real ones.
+ * The metrics containerd gets from a container's cgroup files, read into
+ * the shape of runc's `events --stats` data, for both cgroup versions. The
+ * cgroup trees are directories in a temp dir laid out like /sys/fs/cgroup
+ * and /proc, read by the same code that reads the real ones.
  */
 
 const tmp = mkdtempSync(join(tmpdir(), 'flint-metrics-'));
@@ -100,20 +103,101 @@ t.test('metricsAny on cgroup v2: the v2 type, with memory.events read from the i
   const fs = cgroupFs('v2', true);
   writeFileSync(join(fs.dir, 'memory.events'), 'low 0\nhigh 7\nmax 8\noom 2\noom_kill 1\n');
   t.same(memoryEvents(fs.dir), { low: 0, high: 7, max: 8, oom: 2, oomKill: 1 });
-  const any = metricsAny(V2_STATS, 4242, fs);
+  const any = metricsAny(V2_STATS, cgroupsOf(4242, fs), fs);
   t.equal(any.typeUrl, CGROUPS_V2_METRICS_TYPE);
   const m = io.containerd.cgroups.v2.Metrics.decode(any.value!);
   t.same([m.memoryEvents!.high, m.memoryEvents!.max, m.memoryEvents!.oom, m.memoryEvents!.oomKill].map(Number), [7, 8, 2, 1]);
   t.equal(Number(m.memory!.usageLimit), 67108864);
 
-  const gone = metricsAny(V2_STATS, 999_999, fs);
+  const gone = metricsAny(V2_STATS, cgroupsOf(999_999, fs), fs);
   t.equal(gone.typeUrl, CGROUPS_V2_METRICS_TYPE, 'a process that is gone: still the host\'s cgroup version');
   t.equal(io.containerd.cgroups.v2.Metrics.decode(gone.value!).memoryEvents, null, 'with no memory events');
 });
 
 t.test('metricsAny on cgroup v1: the v1 type', async (t) => {
   const fs = cgroupFs('v1', false);
-  const any = metricsAny(V1_STATS, 4242, fs);
+  const any = metricsAny(V1_STATS, cgroupsOf(4242, fs), fs);
   t.equal(any.typeUrl, CGROUPS_V1_METRICS_TYPE);
   t.equal(Number(io.containerd.cgroups.v1.Metrics.decode(any.value!).memory!.usage!.limit), 67108864);
+});
+
+t.test('cgroupsOf: one directory per v1 controller, a shared hierarchy serving each; the v2 one; none for a process gone', async (t) => {
+  const v1 = cgroupFs('v1-of', false);
+  writeFileSync(join(v1.proc, '4242', 'cgroup'), '12:pids:/a\n4:cpu,cpuacct:/a\n5:memory:/a\n1:name=systemd:/a\n0::/\n');
+  t.same(cgroupsOf(4242, v1), {
+    unified: false,
+    dirs: { pids: join(v1.root, 'pids', 'a'), cpu: join(v1.root, 'cpu,cpuacct', 'a'), cpuacct: join(v1.root, 'cpu,cpuacct', 'a'), memory: join(v1.root, 'memory', 'a') },
+  }, 'named hierarchies and the v2 line of a hybrid host are left out');
+  const v2 = cgroupFs('v2-of', true);
+  t.same(cgroupsOf(4242, v2), { unified: true, dir: v2.dir });
+  t.equal(cgroupsOf(999_999, v2), undefined);
+});
+
+/** Writes `files` (name → content) into `dir`. */
+function writeFiles(dir: string, files: Record<string, string>): void {
+  mkdirSync(dir, { recursive: true });
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
+}
+
+t.test('readCgroupStats on cgroup v1: what runc and containerd read from each controller', async (t) => {
+  const fs = cgroupFs('v1-stats', false);
+  writeFileSync(join(fs.proc, '4242', 'cgroup'), '12:pids:/c\n4:cpu,cpuacct:/c\n5:memory:/c\n7:blkio:/c\n');
+  writeFiles(join(fs.root, 'pids', 'c'), { 'pids.current': '3\n', 'pids.max': 'max\n' });
+  writeFiles(join(fs.root, 'cpu,cpuacct', 'c'), {
+    'cpu.stat': 'nr_periods 10\nnr_throttled 2\nthrottled_time 7000\n',
+    'cpuacct.usage': '5000000\n',
+    'cpuacct.usage_percpu': '3000000 2000000 \n',
+    'cpuacct.stat': 'user 4\nsystem 1\n',
+  });
+  writeFiles(join(fs.root, 'memory', 'c'), {
+    'memory.stat': 'cache 8192\nrss 4096\ntotal_rss 4096\nhierarchical_memory_limit 67108864\n',
+    'memory.usage_in_bytes': '1048576\n',
+    'memory.max_usage_in_bytes': '2097152\n',
+    'memory.failcnt': '1\n',
+    'memory.limit_in_bytes': '67108864\n',
+    'memory.memsw.limit_in_bytes': '134217728\n',
+    'memory.kmem.usage_in_bytes': '4096\n',
+  });
+  writeFiles(join(fs.root, 'blkio', 'c'), {
+    'blkio.io_service_bytes_recursive': 'Total 0\n',
+    'blkio.throttle.io_service_bytes_recursive': '8:0 Read 512\n8:0 Write 1024\n8:0 Total 1536\nTotal 1536\n',
+    'blkio.throttle.io_serviced_recursive': '8:0 Read 2\n8:0 Write 3\nTotal 5\n',
+  });
+  const cgroups = cgroupsOf(4242, fs)!;
+  const stats = readCgroupStats(cgroups);
+  t.same(stats.pids, { current: 3, limit: 0 }, 'pids.max "max" is no limit: 0');
+  t.same(stats.cpu, { usage: { total: 5_000_000, percpu: [3_000_000, 2_000_000], kernel: 10_000_000, user: 40_000_000 }, throttling: { periods: 10, throttled_periods: 2, throttled_time: 7000 } }, 'cpuacct.stat ticks in nanoseconds');
+  t.same(stats.memory!.usage, { usage: 1_048_576, max: 2_097_152, failcnt: 1, limit: 67108864 });
+  t.same(stats.memory!.swap, { usage: 0, max: 0, failcnt: 0, limit: 134217728 }, 'swap is memsw; files that are missing read as 0');
+  t.equal(stats.memory!.kernel!.usage, 4096);
+  t.same(stats.blkio!.io_service_bytes_recursive, [{ major: 8, minor: 0, op: 'Read', value: 512 }, { major: 8, minor: 0, op: 'Write', value: 1024 }], 'no CFQ counts: the throttle ones, without the totals');
+  const any = metricsAny(stats, cgroups, fs);
+  t.equal(any.typeUrl, CGROUPS_V1_METRICS_TYPE);
+  const m = io.containerd.cgroups.v1.Metrics.decode(any.value!);
+  t.same([m.memory!.cache, m.memory!.rss, m.memory!.hierarchicalMemoryLimit, m.memory!.usage!.limit, m.pids!.current].map(Number), [8192, 4096, 67108864, 67108864, 3], 'and they reach containerd\'s v1 Metrics');
+});
+
+t.test('readCgroupStats on cgroup v2: cpu.stat, memory files, io.stat, pids', async (t) => {
+  const fs = cgroupFs('v2-stats', true);
+  writeFiles(fs.dir, {
+    'cpu.stat': 'usage_usec 5000\nuser_usec 4000\nsystem_usec 1000\nnr_periods 10\nnr_throttled 2\nthrottled_usec 7\n',
+    'memory.stat': 'anon 4096\nfile 8192\npgfault 33\n',
+    'memory.current': '1048576\n',
+    'memory.max': '67108864\n',
+    'memory.swap.current': '0\n',
+    'memory.swap.max': 'max\n',
+    'memory.events': 'low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n',
+    'pids.current': '2\n',
+    'pids.max': '100\n',
+    'io.stat': '8:0 rbytes=512 wbytes=1024 rios=2 wios=3 dbytes=0 dios=0\n',
+  });
+  const cgroups = cgroupsOf(4242, fs)!;
+  const any = metricsAny(readCgroupStats(cgroups), cgroups, fs);
+  t.equal(any.typeUrl, CGROUPS_V2_METRICS_TYPE);
+  const m = io.containerd.cgroups.v2.Metrics.decode(any.value!);
+  t.same([m.cpu!.usageUsec, m.cpu!.userUsec, m.cpu!.systemUsec, m.cpu!.nrPeriods, m.cpu!.nrThrottled, m.cpu!.throttledUsec].map(Number), [5000, 4000, 1000, 10, 2, 7]);
+  t.same([m.memory!.anon, m.memory!.file, m.memory!.usage, m.memory!.usageLimit].map(Number), [4096, 8192, 1_048_576, 67108864]);
+  t.same([m.pids!.current, m.pids!.limit].map(Number), [2, 100]);
+  t.same(m.io!.usage!.map((u) => [u.major, u.minor, u.rbytes, u.wbytes, u.rios, u.wios].map(Number)), [[8, 0, 512, 1024, 2, 3]]);
+  t.equal(Number(m.memoryEvents!.oomKill), 1, 'with memory.events');
 });

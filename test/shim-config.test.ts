@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { busyboxRootfs, CONTAINER_PATH, startContainerd, waitForClean, isClean, type Containerd } from './harness/index.js';
@@ -76,6 +76,14 @@ t.test('grouping by annotation: io.containerd.runc.v2.group, then io.kubernetes.
   t.equal(d, shimSocketAddress(c.address, c.namespace, runs[3]!.id), 'without annotations: a server of its own');
   t.equal(new Set([a, cc, d]).size, 3);
   t.equal(shimPidOf(socketPath(a!)), shimPidOf(socketPath(b!)), 'one process serves both containers of pod-1');
+  // The server is a child subreaper: runc exits after create, and the container's init is reparented to it.
+  const listed = (await c.ctr(['task', 'ls'])).stdout.toString().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+  const parents = runs.map(({ id }, i) => {
+    const pid = Number(listed.find(([task]) => task === id)?.[1]);
+    const ppid = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    return ppid === shimPidOf(socketPath([a, b, cc, d][i]!));
+  });
+  t.same(parents, [true, true, true, true], 'each container\'s init is a child of the server that serves it');
   const exec = await c.ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'e', runs[1]!.id, 'sh', '-c', 'exit 6']);
   t.equal(exec.code, 6, 'a call for the second container of the group reaches it');
   for (const { id } of runs) {
@@ -112,26 +120,60 @@ t.test('group "namespace": one shim server serves every container of the namespa
   t.ok(isClean(report), 'the server exits after its last container', { report });
 });
 
-t.test('file:// and binary:// log URIs', async (t) => {
+t.test('file:// and binary:// log URIs: the output goes where the runc shim sends it', async (t) => {
   const c = await startContainerd();
   t.teardown(() => c.stop());
-  const logFile = join(dir, 'logs', 'out.log');
-  const r = await c.ctr(['run', '--rm', '--log-uri', `file://${logFile}`, ...runArgs(c, c.newId('file'), [], ['sh', '-c', 'echo to-file; echo err-to-file >&2']).slice(1)]);
-  t.equal(r.code, 0, r.stderr);
-  const text = readFileSync(logFile, 'utf8');
-  t.match(text, /to-file/);
-  t.match(text, /err-to-file/);
-
+  // containerd's shim-logger protocol: stdout on fd 3, stderr on fd 4, fd 5 closed when ready;
+  // the URI's query comes as arguments ("out <file>").
   const logger = join(dir, 'logger.sh');
-  const captured = join(dir, 'captured.log');
-  writeFileSync(logger, `#!/bin/sh\nexec 5>&-\necho "$CONTAINER_NAMESPACE/$CONTAINER_ID" > ${captured}\ncat <&3 >> ${captured} &\ncat <&4 >> ${captured}\nwait\n`);
+  writeFileSync(logger, '#!/bin/sh\nexec 5>&-\necho "$CONTAINER_NAMESPACE/$CONTAINER_ID" > "$2"\ncat <&3 >> "$2" &\ncat <&4 >> "$2.err"\nwait\n');
   chmodSync(logger, 0o755);
-  const id = c.newId('bin');
-  const b = await c.ctr(['run', '--rm', '--log-uri', `binary://${logger}`, ...runArgs(c, id, [], ['sh', '-c', 'echo to-logger']).slice(1)]);
-  t.equal(b.code, 0, b.stderr);
-  const deadline = Date.now() + 5_000;
-  while (!readFileSync(captured, 'utf8').includes('to-logger') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  const got = readFileSync(captured, 'utf8');
-  t.match(got, `${c.namespace}/${id}`, 'logger got CONTAINER_NAMESPACE and CONTAINER_ID');
-  t.match(got, /to-logger/, 'logger got the output on fd 3');
+  const seen: Record<string, unknown> = {};
+  for (const runtime of ['runc', 'flint'] as const) {
+    const args = (id: string, uri: string, cmd: string[]) => ['run', '--rm', '--runtime', RUNTIMES[runtime], '--log-uri', uri, '--env', CONTAINER_PATH, '--rootfs', busyboxRootfs(c), id, ...cmd];
+    const logFile = join(dir, 'logs', `${runtime}.log`);
+    const f = await c.ctr(args(c.newId(`file-${runtime}`), `file://${logFile}`, ['sh', '-c', 'echo to-file; echo err-to-file >&2; exit 2']));
+    const captured = join(dir, `captured-${runtime}.log`);
+    const id = c.newId(`bin-${runtime}`);
+    const b = await c.ctr(args(id, `binary://${logger}?out=${encodeURIComponent(captured)}`, ['sh', '-c', 'echo to-logger; echo err-to-logger >&2; exit 3']));
+    // The logger may still be copying when ctr returns.
+    const deadline = Date.now() + 5_000;
+    const read = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
+    while (!(read(captured).includes('to-logger') && read(`${captured}.err`).includes('err-to-logger')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    seen[runtime] = {
+      file: { code: f.code, stdout: f.stdout.toString(), text: readFileSync(logFile, 'utf8').split('\n').sort().join('\n') },
+      binary: { code: b.code, stdout: b.stdout.toString(), out: read(captured).replace(id, '<id>'), err: read(`${captured}.err`) },
+    };
+  }
+  t.same(seen.flint, seen.runc, 'flint behaves like containerd-shim-runc-v2');
+  t.same(seen.flint, {
+    file: { code: 2, stdout: '', text: '\nerr-to-file\nto-file' },
+    binary: { code: 3, stdout: '', out: `${c.namespace}/<id>\nto-logger\n`, err: 'err-to-logger\n' },
+  }, 'file://: both streams in the file; binary://: the logger gets the ids in its environment, stdout on fd 3, stderr on fd 4');
+  const report = await waitForClean(c, 10_000);
+  t.ok(isClean(report), 'nothing left, loggers included', { report });
+});
+
+t.test('containerd logging at debug starts the shim with -debug: the server\'s debug lines reach containerd\'s log', async (t) => {
+  const seen: Record<string, { levels: number[]; calls: string[] }> = {};
+  for (const level of ['info', 'debug']) {
+    const c = await startContainerd({ logLevel: level });
+    try {
+      const r = await c.ctr(['run', '--rm', ...runArgs(c, c.newId(`log-${level}`), [], ['echo', 'ok']).slice(1)]);
+      t.equal(r.code, 0, r.stderr);
+      await waitForClean(c, 10_000);
+      // containerd copies the shim's log FIFO into its own stderr, line by line as written.
+      const deadline = Date.now() + 5_000;
+      const flintLines = () => c.readLog().split('\n').filter((l) => l.startsWith('{') && l.includes('"runtime":"flint"')).map((l) => JSON.parse(l) as { level: number; msg: string; call?: string });
+      while (!flintLines().some((l) => l.msg === 'shutting down') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      const lines = flintLines();
+      seen[level] = { levels: [...new Set(lines.map((l) => l.level))].sort(), calls: lines.filter((l) => l.call !== undefined && l.msg === 'call').map((l) => l.call!) };
+    } finally {
+      await c.stop();
+    }
+  }
+  t.same(seen.info, { levels: [30], calls: [] }, 'containerd at info: the shim logs at info, JSON lines into containerd\'s log');
+  t.ok(seen.debug!.levels.includes(20), 'containerd at debug: debug lines too');
+  const calls = seen.debug!.calls;
+  t.ok(calls.includes('task.create') && calls.indexOf('task.create') < calls.indexOf('task.start'), `each task call is logged, in order: ${calls.join(' ')}`);
 });

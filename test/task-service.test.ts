@@ -6,13 +6,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_CONFIG, loadConfig } from '../src/config/config.js';
-import { containerd, TaskClient, TaskDescriptor } from '../src/generated/index.js';
+import { containerd, io, TaskClient, TaskDescriptor } from '../src/generated/index.js';
 import { Reaper, zombieChildren } from '../src/sys/reaper.js';
+import { cgroupsOf, isUnified } from '../src/taskapi/cgroup.js';
 import type { EventPublisher, TaskEvent } from '../src/taskapi/events.js';
 import { openProcessIO } from '../src/taskapi/io/index.js';
 import { RuncTaskService } from '../src/taskapi/service.js';
 import { Client, Code, Metadata, NAMESPACE_KEY, RpcError, Server } from '../src/ttrpc/index.js';
 import { mountsUnder } from './harness/procfs.js';
+import { SlowReader } from './harness/slow-reader.js';
 
 /**
  * RuncTaskService end to end over a real ttrpc Server/Client pair on a unix
@@ -27,7 +29,7 @@ const STATUS = containerd.v1.types.Status;
 const OCI_PROCESS_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
 const OCI_RESOURCES_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
 const GO_ZERO_TIME_SECONDS = -62135596800;
-const APPLETS = ['sh', 'sleep', 'true', 'cat', 'echo'];
+const APPLETS = ['sh', 'sleep', 'true', 'cat', 'echo', 'stty', 'seq'];
 
 const tmp = mkdtempSync(join(tmpdir(), 'flint-task-'));
 const runcRoot = join(tmp, 'runc');
@@ -246,6 +248,7 @@ t.test('create, start, wait, delete: exit status and exited_at', async (t) => {
   t.equal(state.stdout, c.stdout!.path);
   t.equal(state.exitStatus, 0);
   t.equal(Number(state.exitedAt?.seconds), GO_ZERO_TIME_SECONDS, 'no exited_at before exit');
+  t.match(await task.connect({ id: c.id }), { shimPid: process.pid, taskPid: c.pid }, 'connect: this server\'s pid and the task\'s');
 
   const waiting = task.wait({ id: c.id });
   const started = await task.start({ id: c.id });
@@ -450,7 +453,7 @@ t.test('exec of a missing binary fails with runc\'s own words', async (t) => {
   await task.exec({ id: c.id, execId: 'missing', spec: processSpec(['/bin/no-such-binary']), stdin });
   const err = await failure(task.start({ id: c.id, execId: 'missing' }));
   t.same(fdsInto(stdin), [], 'the failed start closed the stdin it opened (reader and keep-alive)');
-  t.match(err.message, /^runc exec failed: /, `runc's error: ${err.message}`);
+  t.match(err.message, /^OCI runtime exec failed: /, `worded as by the runc shim, then runc's error: ${err.message}`);
   t.match(err.message, /no-such-binary/, 'names the binary');
   t.match(err.message, /no such file or directory|not found/i, 'says why');
   t.equal((await task.state({ id: c.id, execId: 'missing' })).status, STATUS.CREATED, 'the exec stays CREATED');
@@ -524,7 +527,7 @@ t.test('a failed runc create is undone', async (t) => {
   const id = newId('badinit');
   const out = new FifoReader(`${id}.stdout`);
   const err = await failure(task.create({ id, bundle, stdout: out.path, options: runcOptions }));
-  t.match(err.message, /^runc create failed: .*no-such-init/, `runc's error: ${err.message}`);
+  t.match(err.message, /^OCI runtime create failed: runc create failed: .*no-such-init/, `worded as by the runc shim, then runc's error: ${err.message}`);
   t.notOk(existsSync(join(runcRoot, NS, id)), 'no runc state left');
   t.notOk(existsSync(join(bundle, 'flint-runc.json')), 'no settings file left');
   await expectError(t, task.state({ id }), Code.NotFound, 'not created', 'not kept');
@@ -570,11 +573,87 @@ t.test('wrong Any type URLs are InvalidArgument naming the type', async (t) => {
   await remove(c.id);
 });
 
-t.test('update with valid resources reaches runc', async (t) => {
+/** A file of the container's cgroup (its init's), for the controller `controller` on a v1 host. */
+function cgroupFile(pid: number, controller: string, name: string): string {
+  const cgroups = cgroupsOf(pid);
+  if (!cgroups) throw new Error(`no cgroups for pid ${pid}`);
+  return join(cgroups.unified ? cgroups.dir : cgroups.dirs[controller]!, name);
+}
+
+t.test('update: runc update --resources - applies the LinuxResources to the container\'s cgroup', async (t) => {
   const c = await create('update', ['sleep', '100']);
   await task.start({ id: c.id });
-  await task.update({ id: c.id, resources: { typeUrl: OCI_RESOURCES_TYPE, value: Buffer.from(JSON.stringify({ pids: { limit: 50 } })) } });
+  const pidsMax = cgroupFile(c.pid, 'pids', 'pids.max');
+  const memoryMax = cgroupFile(c.pid, 'memory', isUnified() ? 'memory.max' : 'memory.limit_in_bytes');
+  t.equal(readFileSync(pidsMax, 'utf8').trim(), 'max', 'no pids limit to begin with');
+  await task.update({ id: c.id, resources: { typeUrl: OCI_RESOURCES_TYPE, value: Buffer.from(JSON.stringify({ pids: { limit: 50 }, memory: { limit: 48 * 1024 * 1024 } })) } });
+  t.equal(readFileSync(pidsMax, 'utf8').trim(), '50', 'pids.max is the new limit');
+  t.equal(readFileSync(memoryMax, 'utf8').trim(), String(48 * 1024 * 1024), 'and so is the memory limit');
   t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING);
+  const cpus = { typeUrl: OCI_RESOURCES_TYPE, value: Buffer.from(JSON.stringify({ cpu: { cpus: '4095' } })) };
+  const err = await expectError(t, task.update({ id: c.id, resources: cpus }), Code.Unknown, /^runc update failed: ./, 'a cpuset the kernel refuses');
+  t.match(err.message, /cpuset|cpus/, `in runc's own words: ${err.message}`);
+  t.equal(readFileSync(pidsMax, 'utf8').trim(), '50', 'the limits stay as they were');
+  t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING, 'and the container runs on');
+  await remove(c.id);
+});
+
+/** The fields of containerd's Metrics (v1 or v2, by type URL) that runc reports too. */
+function metricsOf(any: { typeUrl?: string | null; value?: Uint8Array | null }): { memoryLimit: number; pidsCurrent: number; pidsLimit: number; cpuUsage: number } {
+  if (any.typeUrl === 'io.containerd.cgroups.v2.Metrics') {
+    const m = io.containerd.cgroups.v2.Metrics.decode(any.value!);
+    return { memoryLimit: Number(m.memory?.usageLimit), pidsCurrent: Number(m.pids?.current), pidsLimit: Number(m.pids?.limit), cpuUsage: Number(m.cpu?.usageUsec) * 1000 };
+  }
+  const m = io.containerd.cgroups.v1.Metrics.decode(any.value!);
+  return { memoryLimit: Number(m.memory?.usage?.limit), pidsCurrent: Number(m.pids?.current), pidsLimit: Number(m.pids?.limit), cpuUsage: Number(m.cpu?.usage?.total) };
+}
+
+t.test('stats: the metrics type containerd expects for the host\'s cgroups, with what runc sees; a stopped container has them too', async (t) => {
+  const id = newId('stats');
+  const limit = 64 * 1024 * 1024;
+  const bundle = makeBundle(['sleep', '100'], (spec) => (spec.linux.resources = { ...spec.linux.resources, memory: { limit }, pids: { limit: 20 } }));
+  containers.add(id);
+  await task.create({ id, bundle, options: runcOptions });
+  await task.start({ id });
+  const running = (await task.stats({ id })).stats!;
+  t.equal(running.typeUrl, isUnified() ? 'io.containerd.cgroups.v2.Metrics' : 'io.containerd.cgroups.v1.Metrics', 'the type URL containerd decodes by');
+  const ours = metricsOf(running);
+  const runcSees = (JSON.parse(execFileSync('runc', ['--root', join(runcRoot, NS), 'events', '--stats', id], { encoding: 'utf8' })) as { data: { memory: { usage: { limit: number } }; pids: { current: number; limit: number } } }).data;
+  t.same([ours.memoryLimit, ours.pidsCurrent, ours.pidsLimit], [runcSees.memory.usage.limit, runcSees.pids.current, runcSees.pids.limit], 'the limits and the process count runc events reports');
+  t.same([ours.memoryLimit, ours.pidsCurrent, ours.pidsLimit], [limit, 1, 20], 'the spec\'s limits, one process');
+  t.ok(ours.cpuUsage > 0, 'cpu time was counted');
+
+  await task.kill({ id, signal: 9 });
+  await task.wait({ id }, { timeoutMs: 10_000 });
+  const stopped = (await task.stats({ id })).stats!;
+  t.equal(stopped.typeUrl, running.typeUrl, 'a stopped container still has metrics, as under the runc shim');
+  const after = metricsOf(stopped);
+  t.same([after.memoryLimit, after.pidsCurrent, after.pidsLimit], [limit, 0, 20], 'read from its cgroup, there until Delete: no process left');
+  t.ok(after.cpuUsage >= ours.cpuUsage, 'the cpu time it used');
+  await remove(id);
+  await expectError(t, task.stats({ id }), Code.NotFound, 'not created', 'none after delete');
+});
+
+t.test('an exit observed before Start returns is never lost', async (t) => {
+  // `true` often exits before Start has answered; the Wait comes only after.
+  for (let i = 0; i < 5; i++) {
+    const c = await create('quick', ['true']);
+    await task.start({ id: c.id });
+    t.equal((await task.wait({ id: c.id }, { timeoutMs: 10_000 })).exitStatus, 0, `init ${i}: its exit is reported`);
+    await remove(c.id);
+    t.same(eventsOf(c.id).map((e) => e.topic), ['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete'], `init ${i}: start precedes the exit`);
+  }
+  const c = await create('quickexec', ['sleep', '100']);
+  await task.start({ id: c.id });
+  for (let i = 0; i < 5; i++) {
+    const execId = `q${i}`;
+    await task.exec({ id: c.id, execId, spec: processSpec(['sh', '-c', `exit ${i}`]) });
+    await task.start({ id: c.id, execId });
+    t.equal((await task.wait({ id: c.id, execId }, { timeoutMs: 10_000 })).exitStatus, i, `exec ${i}: its exit is reported`);
+    await task.delete({ id: c.id, execId });
+  }
+  const execTopics = eventsOf(c.id).filter((e) => e.topic !== '/tasks/create' && e.topic !== '/tasks/start').map((e) => e.topic);
+  t.same(execTopics, Array.from({ length: 5 }, () => ['/tasks/exec-added', '/tasks/exec-started', '/tasks/exit']).flat(), 'each exec: added, started, then its exit');
   await remove(c.id);
 });
 
@@ -587,8 +666,22 @@ t.test('checkpoint fails with runc\'s own error text', async (t) => {
   const detail = err.message.slice('runc checkpoint failed: '.length);
   t.ok(detail.trim().length > 0, 'non-empty detail');
   t.notMatch(detail, /^exit status \d+$/, 'not just an exit status');
+  t.match(detail, /^criu failed: /, 'runc\'s words for what criu did');
+  // As with the runc shim: criu's log is kept in the bundle and named.
+  const kept = join(c.bundle, 'criu-dump.log');
+  t.match(err.message, `(criu's log: ${kept})`, 'the error names criu\'s log');
+  t.match(readFileSync(kept, 'utf8'), /Dumping|dump/i, 'which is criu\'s dump log');
+  t.notOk(existsSync(join(c.bundle, 'criu-work')), 'criu\'s private work directory is removed');
   t.equal((await task.state({ id: c.id })).status, STATUS.RUNNING, 'still RUNNING after the failed checkpoint');
   await remove(c.id);
+});
+
+t.test('a create restoring a checkpoint is Unimplemented, and nothing is left', async (t) => {
+  const id = newId('restore');
+  const bundle = makeBundle(['true']);
+  await expectError(t, task.create({ id, bundle, checkpoint: join(tmp, 'some-checkpoint'), options: runcOptions }), Code.Unimplemented, 'restoring from a checkpoint is not supported', 'restore');
+  t.notOk(existsSync(join(runcRoot, NS, id)), 'runc never ran');
+  await expectError(t, task.state({ id }), Code.NotFound, 'not created', 'not kept');
 });
 
 function runcOptionsWith(extra: Record<string, unknown>): { typeUrl: string; value: Uint8Array } {
@@ -622,6 +715,66 @@ t.test('runc options io_uid and io_gid: the stdio FIFOs of the init and of execs
   t.equal(lstatSync(execOut.path).gid, 5678, 'the exec\'s FIFO too');
   await task.delete({ id, execId: 'x' });
   await remove(id);
+});
+
+t.test('runc options binary_name, no_pivot_root, no_new_keyring, criu_path and systemd_cgroup reach runc', async (t) => {
+  // A runc that records its command line, then is runc.
+  const calls = join(tmp, 'recorded-runc.calls');
+  const recorder = join(tmp, 'recorded-runc');
+  writeFileSync(recorder, `#!/bin/sh\necho "$*" >> '${calls}'\nexec runc "$@"\n`, { mode: 0o755 });
+  const recorded = (command: string) => readFileSync(calls, 'utf8').split('\n').filter((line) => line.split(' ').includes(command));
+  const id = newId('runcopts');
+  containers.add(id);
+  await task.create({ id, bundle: makeBundle(['sleep', '100']), options: runcOptionsWith({ binaryName: recorder, noPivotRoot: true, noNewKeyring: true, criuPath: '/usr/sbin/criu' }) });
+  await task.start({ id });
+  await remove(id);
+  const [create] = recorded('create');
+  t.match(create, /(^| )--no-pivot( |$)/, 'create: --no-pivot');
+  t.match(create, /(^| )--no-new-keyring( |$)/, 'create: --no-new-keyring');
+  for (const command of ['create', 'start', 'delete']) {
+    t.match(recorded(command)[0], new RegExp(`^--root ${join(runcRoot, NS)} .*--criu /usr/sbin/criu ${command} `), `${command}: runc from binary_name, with the global flags first`);
+  }
+  // systemd_cgroup: this machine has no systemd, so runc may refuse; the flag reached it either way.
+  const systemd = newId('systemdcg');
+  containers.add(systemd);
+  const outcome = await task.create({ id: systemd, bundle: makeBundle(['sleep', '100']), options: runcOptionsWith({ binaryName: recorder, systemdCgroup: true }) }).then(
+    () => 'created',
+    (err: RpcError) => err.message,
+  );
+  t.match(recorded('create').at(-1), / --systemd-cgroup /, `create: --systemd-cgroup (${outcome})`);
+  if (outcome === 'created') await remove(systemd);
+  else await expectError(t, task.state({ id: systemd }), Code.NotFound, 'not created', 'a refused create keeps nothing');
+});
+
+t.test('a slow client gets a terminal\'s whole output, through Delete', async (t) => {
+  const id = newId('drain');
+  const lines = 100_000;
+  const expected = Array.from({ length: lines }, (_, i) => `${i + 1}\r\n`).join('').length;
+  const bundle = makeBundle(['seq', '1', String(lines)], (spec) => (spec.process.terminal = true));
+  const stdout = join(tmp, `${id}.stdout`);
+  execFileSync('mkfifo', [stdout]);
+  const socket = new net.Socket({ fd: openSync(stdout, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+  const keepAlive = openSync(stdout, constants.O_WRONLY | constants.O_NONBLOCK);
+  // The process's writes are held back by the client (pty, shim copy, FIFO), not buffered without bound.
+  const reader = new SlowReader(socket, 16 * 1024, 10);
+  t.teardown(() => {
+    reader.stop();
+    socket.destroy();
+    closeSync(keepAlive);
+  });
+  containers.add(id);
+  await task.create({ id, bundle, stdout, terminal: true, options: runcOptions });
+  const waiting = task.wait({ id }, { timeoutMs: 30_000 });
+  await task.start({ id });
+  t.equal((await waiting).exitStatus, 0);
+  // Delete as soon as the exit is known, as `ctr run --rm` does; what is still
+  // on its way is drained into the FIFO before Delete answers.
+  reader.drain();
+  await task.delete({ id });
+  containers.delete(id);
+  for (let i = 0; i < 100 && reader.consumed < expected; i++) await sleep(20);
+  t.equal(reader.consumed, expected, 'every byte the process wrote to its terminal reached the client');
+  rmSync(stdout);
 });
 
 t.test('runc option shim_cgroup is refused by name, and nothing is left', async (t) => {
@@ -699,7 +852,7 @@ t.test('stdin through a FIFO reaches the process; CloseIO gives it EOF', async (
 
 t.test('a terminal: output is copied from the console, resize works', async (t) => {
   const id = newId('tty');
-  const bundle = makeBundle(['sh', '-c', 'sleep 0.3; echo tty-out; exit 5'], (spec) => (spec.process.terminal = true));
+  const bundle = makeBundle(['sh', '-c', 'stty size; echo tty-out; exit 5'], (spec) => (spec.process.terminal = true));
   const stdout = new FifoReader(`${id}.stdout`);
   containers.add(id);
   const mismatch = makeBundle(['true']);
@@ -707,7 +860,7 @@ t.test('a terminal: output is copied from the console, resize works', async (t) 
     t,
     task.create({ id: newId('ttymismatch'), bundle: mismatch, stdout: stdout.path, terminal: true, options: runcOptions }),
     Code.Unknown,
-    /^runc create failed: .*console/,
+    /^OCI runtime create failed: runc create failed: .*console/,
     'a terminal the spec does not ask for: runc refuses, as with the runc shim',
   );
   await task.create({ id, bundle, stdout: stdout.path, terminal: true, options: runcOptions });
@@ -716,23 +869,34 @@ t.test('a terminal: output is copied from the console, resize works', async (t) 
   const waiting = task.wait({ id }, { timeoutMs: 10_000 });
   await task.start({ id });
   t.equal((await waiting).exitStatus, 5);
-  t.match(await stdout.waitFor('tty-out'), /tty-out\r?\n/, 'console output reached the FIFO');
+  const output = await stdout.waitFor('tty-out');
+  t.match(output, /tty-out\r?\n/, 'console output reached the FIFO');
+  t.match(output, /^40 100\r?\n/, 'the process sees the size ResizePty set (TIOCSWINSZ on the master): 40 rows, 100 columns');
   await remove(id);
 });
 
-t.test('an exec with a terminal: console output copied, exit reported', async (t) => {
+t.test('an exec with a terminal: console output copied, resize works, exit reported', async (t) => {
   const c = await create('ttyexec', ['sleep', '100']);
   await task.start({ id: c.id });
   const out = new FifoReader(`${c.id}.exec.stdout`);
-  const spec = { args: ['sh', '-c', 'sleep 0.2; echo exec-tty; exit 6'], cwd: '/', env: ['PATH=/bin'], terminal: true, user: { uid: 0, gid: 0 } };
-  await task.exec({ id: c.id, execId: 'tty', terminal: true, stdout: out.path, spec: { typeUrl: OCI_PROCESS_TYPE, value: Buffer.from(JSON.stringify(spec)) } });
+  const stdin = join(tmp, `${c.id}.exec.stdin`);
+  execFileSync('mkfifo', [stdin]);
+  // It waits for a line on stdin, so the resize below surely comes first.
+  const spec = { args: ['sh', '-c', 'read go; stty size; echo exec-tty; exit 6'], cwd: '/', env: ['PATH=/bin'], terminal: true, user: { uid: 0, gid: 0 } };
+  await task.exec({ id: c.id, execId: 'tty', terminal: true, stdin, stdout: out.path, spec: { typeUrl: OCI_PROCESS_TYPE, value: Buffer.from(JSON.stringify(spec)) } });
   const waiting = task.wait({ id: c.id, execId: 'tty' }, { timeoutMs: 10_000 });
   await task.start({ id: c.id, execId: 'tty' });
   await task.resizePty({ id: c.id, execId: 'tty', width: 120, height: 50 });
+  const writer = openSync(stdin, constants.O_WRONLY | constants.O_NONBLOCK);
+  writeFileSync(writer, 'go\n');
+  closeSync(writer);
   t.equal((await waiting).exitStatus, 6);
-  t.match(await out.waitFor('exec-tty'), /exec-tty\r?\n/, 'console output reached the FIFO');
+  const output = await out.waitFor('exec-tty');
+  t.match(output, /exec-tty\r?\n/, 'console output reached the FIFO');
+  t.match(output, /^50 120\r?$/m, 'the exec sees the size ResizePty set: 50 rows, 120 columns');
   await task.delete({ id: c.id, execId: 'tty' });
   await remove(c.id);
+  rmSync(stdin);
 });
 
 t.test('resize without a terminal is a no-op', async (t) => {

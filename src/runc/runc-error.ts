@@ -3,7 +3,8 @@ import { AlreadyExistsError, FlintError, NotFoundError, UnknownError } from '../
 /**
  * A runc invocation that failed. `runcMessage` is runc's own explanation
  * (from its JSON log, else its stderr, else the exit status); `message` is
- * `runc <command> failed: <runcMessage>`, the shape containerd reports.
+ * `runc <command> failed: <runcMessage>`. The task service words the steps
+ * of a process as the runc shim does (taskapi/process/runtime-error.ts).
  */
 export class RuncError extends UnknownError {
   readonly command: string;

@@ -22,18 +22,46 @@ const PROBE_TIMEOUT_MS = 1_000;
  * normal teardown too, so it must be idempotent. It removes what a dead
  * server may have left (runc state, rootfs mounts, its socket) and writes
  * a binary DeleteResponse to stdout.
+ *
+ * Every step is tried whatever the others did, and a failed one is only a
+ * warning on stderr, as with the runc shim: containerd logs the warnings,
+ * and deletes the bundle only when this succeeds. So a runc that cannot
+ * delete its state still leaves no rootfs mounted and no bundle behind.
  */
-export async function deleteShim(args: ShimArgs): Promise<Uint8Array> {
+export async function deleteShim(args: ShimArgs, warn: (message: string) => void = writeWarning): Promise<Uint8Array> {
   const bundle = args.bundle || process.cwd();
+  const attempt = async (what: string, step: () => unknown): Promise<void> => {
+    try {
+      await step();
+    } catch (err) {
+      warn(`failed to ${what}: ${(err as Error).message}`);
+    }
+  };
+  await attempt('remove runc container', () => deleteRuncContainer(args, bundle));
+  await attempt('clean up rootfs mount', () => unmountAll(join(bundle, 'rootfs')));
+  await attempt('remove the dead server\'s socket', () => removeDeadSocket(bundle));
+  let pid = 0;
+  // A create that failed early wrote no pid file: nothing to warn about.
+  await attempt('read init pid file', async () => (pid = (await readPidFile(join(bundle, 'init.pid')).catch(ignoreMissing)) ?? 0));
+  return containerd.task.v2.DeleteResponse.encode({ pid, exitStatus: KILLED_EXIT_STATUS, exitedAt: timestampOf(new Date()) }).finish();
+}
+
+function writeWarning(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
+/** `runc delete --force` with the runc the container ran with; a container runc never knew is no failure. */
+async function deleteRuncContainer(args: ShimArgs, bundle: string): Promise<void> {
   const settings = (await readRuncSettings(bundle)) ?? loadConfig().config.runc;
   const runc = new Runc({ binary: settings.binary, root: join(settings.root, args.namespace), log: join(bundle, 'log.json') });
   await runc.delete(args.id, { force: true }).catch((err: unknown) => {
     if (!(err instanceof NotFoundError)) throw err;
   });
-  await unmountAll(join(bundle, 'rootfs'));
-  await removeDeadSocket(bundle);
-  const pid = await readPidFile(join(bundle, 'init.pid')).catch(() => 0);
-  return containerd.task.v2.DeleteResponse.encode({ pid, exitStatus: KILLED_EXIT_STATUS, exitedAt: timestampOf(new Date()) }).finish();
+}
+
+function ignoreMissing(err: unknown): undefined {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+  throw err;
 }
 
 /**

@@ -2,6 +2,17 @@ import { constants, openSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 
 /**
+ * The level the server logs at: the configured one, raised to `debug` by
+ * containerd's `-debug` flag (given when containerd itself logs at debug or
+ * trace). The flag only ever adds detail: a configured `trace` stays.
+ */
+export function shimLogLevel(configured: string, debug: boolean): string {
+  if (!debug) return configured;
+  const value = pino.levels.values[configured];
+  return value !== undefined && value <= pino.levels.values.debug! ? configured : 'debug';
+}
+
+/**
  * The shim server's logger: JSON lines (pino) into the bundle's `log` FIFO,
  * which containerd opened before running `start` and copies into its own
  * log. With no FIFO (run by hand) logs are dropped rather than written to

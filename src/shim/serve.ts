@@ -12,7 +12,7 @@ import { VmTaskService } from '../vm/vm-task-service.js';
 import { Server } from '../ttrpc/server.js';
 import { requireSameUser } from '../ttrpc/unix-creds.js';
 import type { ShimArgs } from './args.js';
-import { closeShimLogger, createShimLogger } from './logger.js';
+import { closeShimLogger, createShimLogger, shimLogLevel } from './logger.js';
 import { ForwardingPublisher } from './publisher.js';
 import { OwnSocket } from './own-socket.js';
 
@@ -36,7 +36,7 @@ export interface GroupEnd {
  */
 export async function serveGroup(args: ShimArgs, listenerFd: number, configPath: string | undefined, asSpare: boolean): Promise<GroupEnd> {
   const { config } = loadConfig(configPath);
-  const log = createShimLogger(join(process.cwd(), 'log'), args.debug ? 'debug' : config.logLevel, { runtime: 'flint', namespace: args.namespace });
+  const log = createShimLogger(join(process.cwd(), 'log'), shimLogLevel(config.logLevel, args.debug), { runtime: 'flint', namespace: args.namespace });
   const reaper = Reaper.get();
   const publisher = new ForwardingPublisher(process.env.TTRPC_ADDRESS || `${args.address}.ttrpc`, log.child({ component: 'publisher' }));
   const server = new Server({

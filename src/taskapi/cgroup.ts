@@ -18,17 +18,24 @@ export interface MemoryCgroup {
   readonly unified: boolean;
 }
 
+/**
+ * The cgroups of a process. On a unified (v2) host, its one directory; on
+ * a v1 host, the directory of each controller it is in.
+ */
+export type ProcessCgroups = { readonly unified: true; readonly dir: string } | { readonly unified: false; readonly dirs: Readonly<Record<string, string>> };
+
 /** True on a cgroup v2 (unified) host. */
 export function isUnified(fs: CgroupFs = HOST_CGROUP_FS): boolean {
   return existsSync(join(fs.root, 'cgroup.controllers'));
 }
 
 /**
- * The memory cgroup directory of `pid`, from /proc/<pid>/cgroup: the v1
- * memory hierarchy's line, or on a unified host the v2 line ("0::/path").
- * Undefined when the process is gone or has no memory cgroup.
+ * The cgroups of `pid`, from /proc/<pid>/cgroup: on a unified host the v2
+ * line ("0::/path"), else one directory per v1 controller (a hierarchy
+ * mounted for several, "cpu,cpuacct", serves each of them). Undefined when
+ * the process is gone.
  */
-export function memoryCgroupOf(pid: number, fs: CgroupFs = HOST_CGROUP_FS): MemoryCgroup | undefined {
+export function cgroupsOf(pid: number, fs: CgroupFs = HOST_CGROUP_FS): ProcessCgroups | undefined {
   const unified = isUnified(fs);
   let text: string;
   try {
@@ -36,13 +43,28 @@ export function memoryCgroupOf(pid: number, fs: CgroupFs = HOST_CGROUP_FS): Memo
   } catch {
     return undefined;
   }
+  const dirs: Record<string, string> = {};
   for (const line of text.split('\n')) {
     const [, controllers, path] = line.split(':', 3) as [string, string | undefined, string | undefined];
     if (controllers === undefined || path === undefined) continue;
-    if (unified && controllers === '') return { dir: join(fs.root, path), unified };
-    if (!unified && controllers.split(',').includes('memory')) return { dir: join(fs.root, 'memory', path), unified };
+    if (unified && controllers === '') return { unified, dir: join(fs.root, path) };
+    if (unified || controllers === '' || controllers.startsWith('name=')) continue;
+    for (const controller of controllers.split(',')) dirs[controller] = join(fs.root, controllers, path);
   }
-  return undefined;
+  return unified ? undefined : { unified, dirs };
+}
+
+/**
+ * The memory cgroup directory of `pid`: the v1 memory hierarchy's, or on a
+ * unified host its v2 cgroup. Undefined when the process is gone or has no
+ * memory cgroup.
+ */
+export function memoryCgroupOf(pid: number, fs: CgroupFs = HOST_CGROUP_FS): MemoryCgroup | undefined {
+  const cgroups = cgroupsOf(pid, fs);
+  if (!cgroups) return undefined;
+  if (cgroups.unified) return { dir: cgroups.dir, unified: true };
+  const dir = cgroups.dirs.memory;
+  return dir === undefined ? undefined : { dir, unified: false };
 }
 
 /**

@@ -4,13 +4,16 @@ import { readSpec, type OciSpec } from '../bundle/spec.js';
 import { mountAll, unmountAll } from '../bundle/mount.js';
 import { safeJoin } from '../bundle/safe-join.js';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errdefs/errors.js';
-import type { containerd } from '../generated/index.js';
+import type { containerd, google } from '../generated/index.js';
 import { Runc } from '../runc/runc.js';
 import { CleanupStack } from '../sys/cleanup-stack.js';
 import type { ExitStatus } from '../sys/exit-status.js';
 import type { Reaper } from '../sys/reaper.js';
+import { cgroupsOf, type ProcessCgroups } from './cgroup.js';
+import { readCgroupStats } from './cgroup-stats.js';
 import { taskEvents, type EventSink } from './events.js';
 import type { IoOwner } from './io/index.js';
+import { metricsAny } from './metrics.js';
 import type { StdioPaths } from './io/stdio-uri.js';
 import { OomWatcher } from './oom.js';
 import { RUNC_SETTINGS_FILE, writeRuncSettings } from './runc-settings.js';
@@ -57,6 +60,8 @@ export class Container {
   readonly init: InitProcess;
   private readonly execs = new Map<string, ExecProcess>();
   private readonly oom: OomWatcher;
+  /** The init's cgroups, found at Create; Stats reads them after the init is gone too. */
+  private cgroups: ProcessCgroups | undefined;
   /** The kill of what the init left behind (see onInitExit); Delete waits for it. */
   private killAll: Promise<void> = Promise.resolve();
   /** Set once Delete of the container begins: runc delete kills what is left itself. */
@@ -117,6 +122,7 @@ export class Container {
       }
       const container = new Container(ctx, request.rootfs, cleanup, request.runc, { ...request.stdio, terminal }, !hasOwnPidNamespace(spec));
       await container.init.create(cleanup, { noPivot: request.runc.noPivotRoot, noNewKeyring: request.runc.noNewKeyring }, (exit) => container.onInitExit(exit));
+      container.cgroups = cgroupsOf(container.init.pid);
       // Watched from Create, so an OOM right after Start is counted from a baseline taken before it.
       container.oom.watch(container.init.pid);
       return container;
@@ -173,6 +179,15 @@ export class Container {
     this.deleted = true;
     this.ctx.events.publish(taskEvents.delete(this.id, this.id, this.init.pid, this.init.exit));
     return this.init.exit;
+  }
+
+  /**
+   * containerd's metrics of the container, read from its cgroup files as
+   * the runc shim reads them: a stopped container's are there until Delete.
+   */
+  stats(): google.protobuf.IAny {
+    if (!this.cgroups) throw new NotFoundError(`container ${this.id}: cgroup does not exist`);
+    return metricsAny(readCgroupStats(this.cgroups), this.cgroups);
   }
 
   /** The pids of the execs that are running, for Pids. */

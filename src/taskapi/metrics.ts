@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { io, type google } from '../generated/index.js';
 import type { BlkioEntry, RuncStats } from '../runc/runc.js';
-import { HOST_CGROUP_FS, isUnified, memoryCgroupOf, readFlatKeyed, type CgroupFs } from './cgroup.js';
+import { HOST_CGROUP_FS, isUnified, readFlatKeyed, type CgroupFs, type ProcessCgroups } from './cgroup.js';
 
 const V1 = io.containerd.cgroups.v1;
 const V2 = io.containerd.cgroups.v2;
@@ -10,15 +10,13 @@ export const CGROUPS_V1_METRICS_TYPE = 'io.containerd.cgroups.v1.Metrics';
 export const CGROUPS_V2_METRICS_TYPE = 'io.containerd.cgroups.v2.Metrics';
 
 /**
- * The metrics message containerd expects for the cgroup version of `pid`
- * (the container's init), wrapped in an Any with containerd's type URL:
- * `runc events --stats` output, plus on cgroup v2 the memory.events
- * counters, which runc does not report and containerd's v2 metrics carry.
+ * The metrics message containerd expects for the cgroup version the
+ * container's `cgroups` are on (the host's when unknown), wrapped in an Any
+ * with containerd's type URL; on cgroup v2 with the memory.events counters.
  */
-export function metricsAny(stats: RuncStats, pid: number, cgroupFs: CgroupFs = HOST_CGROUP_FS): google.protobuf.IAny {
-  const cgroup = memoryCgroupOf(pid, cgroupFs);
-  if (cgroup?.unified ?? isUnified(cgroupFs)) {
-    const events = cgroup ? memoryEvents(cgroup.dir) : undefined;
+export function metricsAny(stats: RuncStats, cgroups: ProcessCgroups | undefined, cgroupFs: CgroupFs = HOST_CGROUP_FS): google.protobuf.IAny {
+  if (cgroups?.unified ?? isUnified(cgroupFs)) {
+    const events = cgroups?.unified ? memoryEvents(cgroups.dir) : undefined;
     return { typeUrl: CGROUPS_V2_METRICS_TYPE, value: V2.Metrics.encode(v2Metrics(stats, events)).finish() };
   }
   return { typeUrl: CGROUPS_V1_METRICS_TYPE, value: V1.Metrics.encode(v1Metrics(stats)).finish() };

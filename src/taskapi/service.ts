@@ -1,4 +1,4 @@
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errdefs/errors.js';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError, UnimplementedError } from '../errdefs/errors.js';
 import { validateId } from '../bundle/identifiers.js';
 import type { FlintConfig } from '../config/config.js';
 import { containerd, type google, type TaskService } from '../generated/index.js';
@@ -8,7 +8,6 @@ import type { Reaper } from '../sys/reaper.js';
 import { timestampOf } from '../sys/exit-status.js';
 import { Container, type RuncSettings } from './container.js';
 import { sinkFor, taskEvents, type EventPublisher } from './events.js';
-import { metricsAny } from './metrics.js';
 import { writeDeleteMarker } from './delete-marker.js';
 import { decodeTaskOptions } from './options.js';
 import type { StateName } from './process/state-machine.js';
@@ -59,7 +58,7 @@ export class RuncTaskService implements TaskService {
     validateId(request.id);
     const key = this.key(ctx, request.id);
     if (this.containers.has(key) || this.creating.has(key)) throw new AlreadyExistsError(`container ${request.id}: already exists`);
-    if (request.checkpoint) throw new InvalidArgumentError('restoring from a checkpoint is not supported by flint');
+    if (request.checkpoint) throw new UnimplementedError('restoring from a checkpoint is not supported by flint');
     this.creating.add(key);
     try {
       const container = await Container.create(
@@ -204,8 +203,7 @@ export class RuncTaskService implements TaskService {
   }
 
   async stats(request: containerd.task.v2.StatsRequest, ctx: CallContext): Promise<containerd.task.v2.StatsResponse.$Properties> {
-    const container = this.container(ctx, request.id);
-    return { stats: metricsAny(await container.runc.stats(container.id), container.init.pid) };
+    return { stats: this.container(ctx, request.id).stats() };
   }
 
   async connect(request: containerd.task.v2.ConnectRequest, ctx: CallContext): Promise<containerd.task.v2.ConnectResponse.$Properties> {

@@ -10,6 +10,7 @@ import { withConsoleSocket } from './console.js';
 import type { ProcessContext } from './context.js';
 import { readPidFile } from './pid-file.js';
 import { ProcessBase } from './process-base.js';
+import { runtimeStep } from './runtime-error.js';
 import { EXEC_LIFECYCLE, type ExecOp } from './state-machine.js';
 
 /**
@@ -49,10 +50,11 @@ export class ExecProcess extends ProcessBase<ExecOp> {
         this.cleanup.push('stdio', () => this.closeStdio());
         this.cleanup.push('pid file', () => rm(this.pidFile, { force: true }));
         const execOptions = { pidFile: this.pidFile, stdio: io.stdio, detach: true };
+        const what = 'OCI runtime exec failed';
         if (this.stdio.terminal) {
-          this.console = await withConsoleSocket((consoleSocket) => runc.exec(containerId, this.spec, { ...execOptions, consoleSocket }));
+          this.console = await withConsoleSocket((consoleSocket) => runtimeStep(what, runc.exec(containerId, this.spec, { ...execOptions, consoleSocket })));
         } else {
-          await runc.exec(containerId, this.spec, execOptions);
+          await runtimeStep(what, runc.exec(containerId, this.spec, execOptions));
         }
         io.releaseProcessEnds();
         if (this.console) io.attachConsole(this.console.stream);

@@ -1,6 +1,7 @@
+import { copyFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { NotFoundError } from '../../errdefs/errors.js';
-import type { CheckpointOptions } from '../../runc/runc.js';
+import { NotFoundError, UnknownError } from '../../errdefs/errors.js';
+import { RuncError, type CheckpointOptions } from '../../runc/runc.js';
 import { CleanupStack } from '../../sys/cleanup-stack.js';
 import type { ExitStatus } from '../../sys/exit-status.js';
 import { taskEvents } from '../events.js';
@@ -10,7 +11,13 @@ import { withConsoleSocket } from './console.js';
 import type { ProcessContext } from './context.js';
 import { readPidFile } from './pid-file.js';
 import { ProcessBase } from './process-base.js';
+import { runtimeStep } from './runtime-error.js';
 import { INIT_LIFECYCLE, type InitOp } from './state-machine.js';
+
+/** criu's work directory when the caller names none; removed after each checkpoint. */
+const CRIU_WORK_DIR = 'criu-work';
+/** Where a failed checkpoint's criu log is kept, in the bundle. */
+const CRIU_DUMP_LOG = 'criu-dump.log';
 
 export interface InitCreateOptions {
   readonly noPivot?: boolean;
@@ -48,10 +55,11 @@ export class InitProcess extends ProcessBase<InitOp> {
     cleanup.push('stdio', () => this.closeStdio());
 
     const createOptions = { bundle, pidFile: this.pidFile, stdio: io.stdio, noPivot: options.noPivot ?? false, noNewKeyring: options.noNewKeyring ?? false };
+    const what = 'OCI runtime create failed';
     if (this.stdio.terminal) {
-      this.console = await withConsoleSocket((consoleSocket) => runc.create(id, { ...createOptions, consoleSocket }));
+      this.console = await withConsoleSocket((consoleSocket) => runtimeStep(what, runc.create(id, { ...createOptions, consoleSocket })));
     } else {
-      await runc.create(id, createOptions);
+      await runtimeStep(what, runc.create(id, createOptions));
     }
     // Delete runs `runc delete` itself; the stack's copy is for the paths that never get there.
     cleanup.push('runc container', () => (this.runcDeleted ? undefined : runc.delete(id, { force: true }).catch(ignoreNotFound)));
@@ -68,7 +76,7 @@ export class InitProcess extends ProcessBase<InitOp> {
   async start(): Promise<number> {
     const run = this.lock.run(async () => {
       this.machine.assert('start');
-      await this.ctx.runc.start(this.ctx.containerId);
+      await runtimeStep('OCI runtime start failed', this.ctx.runc.start(this.ctx.containerId));
       this.machine.transition('running');
       this.ctx.events.publish(taskEvents.start(this.ctx.containerId, this.pidValue));
       return this.pidValue;
@@ -80,7 +88,7 @@ export class InitProcess extends ProcessBase<InitOp> {
   pause(): Promise<void> {
     return this.lock.run(async () => {
       this.machine.assert('pause');
-      await this.ctx.runc.pause(this.ctx.containerId);
+      await runtimeStep('OCI runtime pause failed', this.ctx.runc.pause(this.ctx.containerId));
       this.machine.transition('paused');
       this.ctx.events.publish(taskEvents.paused(this.ctx.containerId));
     });
@@ -89,7 +97,7 @@ export class InitProcess extends ProcessBase<InitOp> {
   resume(): Promise<void> {
     return this.lock.run(async () => {
       this.machine.assert('resume');
-      await this.ctx.runc.resume(this.ctx.containerId);
+      await runtimeStep('OCI runtime resume failed', this.ctx.runc.resume(this.ctx.containerId));
       this.machine.transition('running');
       this.ctx.events.publish(taskEvents.resumed(this.ctx.containerId));
     });
@@ -108,10 +116,24 @@ export class InitProcess extends ProcessBase<InitOp> {
     });
   }
 
+  /**
+   * `runc checkpoint`. As with the runc shim, criu works in a private
+   * directory of the bundle unless the caller named one, and when it fails
+   * its dump.log is kept as `criu-dump.log` in the bundle (the image
+   * directory is usually a temporary one, gone when the call returns), and
+   * the error names it.
+   */
   checkpoint(options: CheckpointOptions): Promise<void> {
     return this.lock.run(async () => {
       this.machine.assert('checkpoint');
-      await this.ctx.runc.checkpoint(this.ctx.containerId, options);
+      const workPath = options.workPath ?? join(this.ctx.bundle, CRIU_WORK_DIR);
+      try {
+        await this.ctx.runc.checkpoint(this.ctx.containerId, { ...options, workPath });
+      } catch (err) {
+        throw await withCriuLog(err, workPath, join(this.ctx.bundle, CRIU_DUMP_LOG));
+      } finally {
+        if (options.workPath === undefined) await rm(workPath, { recursive: true, force: true });
+      }
     });
   }
 
@@ -123,12 +145,27 @@ export class InitProcess extends ProcessBase<InitOp> {
   delete(): Promise<void> {
     return this.lock.run(async () => {
       this.machine.assert('delete');
-      await this.ctx.runc.delete(this.ctx.containerId, { force: this.machine.is('created') }).catch(ignoreNotFound);
+      await runtimeStep('failed to delete task', this.ctx.runc.delete(this.ctx.containerId, { force: this.machine.is('created') }).catch(ignoreNotFound));
       this.runcDeleted = true;
       await this.closeStdio();
       this.machine.transition('deleted');
     });
   }
+}
+
+/**
+ * A failed checkpoint's error, once criu's log is kept at `keptLog`. runc's
+ * own text stops at its first line: the next names the log relative to a
+ * work directory that may be gone.
+ */
+async function withCriuLog(err: unknown, workPath: string, keptLog: string): Promise<unknown> {
+  if (!(err instanceof RuncError)) return err;
+  try {
+    await copyFile(join(workPath, 'dump.log'), keptLog);
+  } catch {
+    return err; // criu never ran far enough to log
+  }
+  return new UnknownError(`${err.message.split('\n')[0]} (criu's log: ${keptLog})`, { cause: err });
 }
 
 function ignoreNotFound(err: unknown): void {

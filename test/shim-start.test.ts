@@ -1,0 +1,162 @@
+import { createHash } from 'node:crypto';
+import { linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
+import { runCommand, type CommandResult } from './harness/exec.js';
+import { isRunning, signal } from './harness/procfs.js';
+import { repoBinDir } from './harness/repo.js';
+import { listenerPids, taskClientAt } from './harness/shim-server.js';
+
+/**
+ * The shim's `start` action as containerd 1.6 runs it: in the bundle, with
+ * the runtime options (none here) on stdin, reading its combined output as
+ * the address to dial. It prints only that address, writes it to the
+ * bundle, and leaves behind a server that holds none of its stdio, or
+ * points a container of an existing group at that group's live server.
+ */
+const NS = 'flint-start-test';
+const tmp = mkdtempSync('/tmp/flstart-');
+/** containerd's address: only hashed into the socket name here, never dialed. */
+const address = join(tmp, 'containerd.sock');
+const config = join(tmp, 'flint.json');
+// A server ends with its last container, as the runc shim's does; spare servers have test/shim-spare.test.ts.
+writeFileSync(config, JSON.stringify({ spareServerMs: 0 }));
+const sockets = new Set<string>();
+
+t.teardown(() => {
+  for (const socket of sockets) {
+    for (const pid of listenerPids(socket)) signal(pid, 'SIGKILL');
+    rmSync(socket, { force: true });
+  }
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** The address the runc shim would use: unix:///run/containerd/s/<sha256 of address/ns/group>. */
+function expectedAddress(group: string): string {
+  const socket = `/run/containerd/s/${createHash('sha256').update(`${address}/${NS}/${group}`).digest('hex')}`;
+  sockets.add(socket);
+  return `unix://${socket}`;
+}
+
+function makeBundle(id: string, annotations: Record<string, string> = {}): string {
+  const bundle = join(tmp, id);
+  mkdirSync(join(bundle, 'rootfs'), { recursive: true });
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', process: { args: ['true'], cwd: '/' }, root: { path: 'rootfs' }, annotations }));
+  return bundle;
+}
+
+function start(id: string, bundle: string): Promise<CommandResult> {
+  const args = ['-namespace', NS, '-address', address, '-publish-binary', '/usr/bin/containerd', '-id', id, 'start'];
+  return runCommand(join(repoBinDir(), 'containerd-shim-flint-v2'), args, {
+    cwd: bundle,
+    input: '',
+    env: { ...process.env, FLINT_CONFIG: config, TTRPC_ADDRESS: join(tmp, 'no-containerd.ttrpc') },
+  });
+}
+
+/** Fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, session, … */
+function statFields(pid: number): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * The pids listening on `socket`, once there are any: `start` hands the
+ * listening socket to the server over a socketpair, so while it is in
+ * flight no process holds it.
+ */
+async function serversOn(socket: string): Promise<number[]> {
+  for (let i = 0; i < 250; i++) {
+    const pids = listenerPids(socket);
+    if (pids.length > 0) return pids;
+    await sleep(20);
+  }
+  return [];
+}
+
+async function shutDown(socket: string, pid: number): Promise<void> {
+  const { client, task } = await taskClientAt(socket, NS);
+  await task.shutdown({ id: 'any' }).catch(() => {});
+  client.close();
+  for (let i = 0; i < 250 && isRunning(pid); i++) await sleep(20);
+}
+
+t.test('start prints only the address, writes it to the bundle, and leaves a detached server with no stdio of ours', async (t) => {
+  const id = 'first';
+  const bundle = makeBundle(id);
+  const r = await start(id, bundle);
+  const want = expectedAddress(id);
+  t.same({ code: r.code, stdout: r.stdout.toString(), stderr: r.stderr }, { code: 0, stdout: want, stderr: '' }, 'exit 0, the address and nothing else');
+  t.equal(readFileSync(join(bundle, 'address'), 'utf8'), want, '<bundle>/address, for containerd after a restart');
+  const socket = want.slice('unix://'.length);
+  t.ok(statSync(socket).isSocket(), 'a socket at that path');
+  t.equal(statSync(socket).mode & 0o777, 0o600, 'mode 0600');
+
+  const pids = await serversOn(socket);
+  t.equal(pids.length, 1, 'one server listens on it');
+  const pid = pids[0]!;
+  t.same([0, 1, 2].map((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`)), ['/dev/null', '/dev/null', '/dev/null'], 'the server holds none of start\'s output pipes, so containerd\'s read of them ends');
+  const [, , pgrp, session] = statFields(pid);
+  t.same([Number(pgrp), Number(session)], [pid, pid], 'it leads its own process group (and session), as the runc shim\'s Setpgid');
+  t.equal(readlinkSync(`/proc/${pid}/cwd`), bundle, 'in the bundle, where its log FIFO is');
+
+  const { client, task } = await taskClientAt(socket, NS);
+  t.equal((await task.connect({ id })).shimPid, pid, 'it serves the task API there');
+  client.close();
+
+  // A container of the same group (the runc shim's group annotation) joins it.
+  const second = makeBundle('second', { 'io.containerd.runc.v2.group': id });
+  const again = await start('second', second);
+  t.same({ code: again.code, stdout: again.stdout.toString() }, { code: 0, stdout: want }, 'the same group gets the same address');
+  t.equal(readFileSync(join(second, 'address'), 'utf8'), want);
+  t.same(await serversOn(socket), [pid], 'and no second server');
+
+  await shutDown(socket, pid);
+  t.notOk(isRunning(pid), 'Shutdown with no container ends the server');
+  t.throws(() => statSync(socket), 'and its socket is gone');
+});
+
+t.test('a stale socket nobody answers on is replaced', async (t) => {
+  const id = 'stale';
+  const bundle = makeBundle(id);
+  const want = expectedAddress(id);
+  const socket = want.slice('unix://'.length);
+  // Bound, linked into place, closed: a socket file with no listener, as a killed server leaves it.
+  const dead = net.createServer();
+  await new Promise<void>((resolve) => dead.listen(`${socket}.dead`, resolve));
+  linkSync(`${socket}.dead`, socket);
+  await new Promise((resolve) => dead.close(resolve));
+  t.same(listenerPids(socket), [], 'nothing listens on the stale socket');
+
+  const r = await start(id, bundle);
+  t.same({ code: r.code, stdout: r.stdout.toString() }, { code: 0, stdout: want });
+  const pids = await serversOn(socket);
+  t.equal(pids.length, 1, 'a new server listens there');
+  const { client, task } = await taskClientAt(socket, NS);
+  t.equal((await task.connect({ id })).shimPid, pids[0], 'and answers');
+  client.close();
+  await shutDown(socket, pids[0]!);
+});
+
+t.test('afterwards: no server is left, nor one that start spawned early and did not need', async (t) => {
+  const inTmp = (): number[] => {
+    const pids: number[] = [];
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        if (readlinkSync(`/proc/${name}/cwd`).startsWith(`${tmp}/`) && isRunning(Number(name))) pids.push(Number(name));
+      } catch {
+        // gone, or not ours to read
+      }
+    }
+    return pids;
+  };
+  let left = inTmp();
+  for (let i = 0; i < 250 && left.length > 0; i++) {
+    await sleep(20);
+    left = inTmp();
+  }
+  t.same(left, [], 'no process runs in the bundles');
+});
