@@ -15,6 +15,7 @@ import { renderConfig } from './config.js';
 import { runCommand, spawnCommand, type CommandResult, type RunningCommand } from './exec.js';
 import { isRunning, processesOwnedBy, signal, unmountUnder, type ProcInfo } from './procfs.js';
 import { repoBinDir, spawnFlint } from './repo.js';
+import { spareSocketPath } from '../../src/shim/socket-address.js';
 
 /** The containerd under test (Debian package, 1.6.20). */
 export const CONTAINERD_BIN = '/usr/bin/containerd';
@@ -310,6 +311,8 @@ class ContainerdInstance implements Containerd {
     const out: string[] = [];
     for (const ns of namespaces) for (const id of this.knownIds) out.push(shimSocketPath(this.address, ns, id));
     for (const { namespace, id } of shimIdentities(procs)) out.push(shimSocketPath(this.address, namespace, id));
+    // A spare server killed here leaves its socket too.
+    out.push(spareSocketPath(this.address, { TTRPC_ADDRESS: this.ttrpcAddress }));
     return out;
   }
 
