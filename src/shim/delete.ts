@@ -1,5 +1,4 @@
 import { readFile, stat, unlink } from 'node:fs/promises';
-import net from 'node:net';
 import { join } from 'node:path';
 import { unmountAll } from '../bundle/mount.js';
 import { loadConfig } from '../config/config.js';
@@ -11,11 +10,10 @@ import { readPidFile } from '../taskapi/process/pid-file.js';
 import { readRuncSettings } from '../taskapi/runc-settings.js';
 import type { ShimArgs } from './args.js';
 import { socketPath } from './socket-address.js';
+import { probeSocket } from './socket-probe.js';
 
 /** What the runc shim reports for a task it had to clean up after: SIGKILL. */
 const KILLED_EXIT_STATUS = 137;
-/** How long the probe of the server's socket may take; a live server accepts at once. */
-const PROBE_TIMEOUT_MS = 1_000;
 
 /**
  * `delete`: containerd 1.6 runs it whenever a shim connection closes, on
@@ -79,22 +77,8 @@ async function removeDeadSocket(bundle: string): Promise<void> {
   }
   if (!path.startsWith('/')) return;
   const before = await stat(path).catch(() => undefined);
-  if (!before?.isSocket() || !(await refused(path))) return;
+  if (!before?.isSocket() || (await probeSocket(path)) !== 'refused') return;
   const after = await stat(path).catch(() => undefined);
   if (after?.ino !== before.ino || after.dev !== before.dev) return;
   await unlink(path).catch(() => {});
-}
-
-/** True when connecting to `path` is refused: a socket file with no listener. */
-function refused(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.createConnection({ path });
-    const done = (dead: boolean): void => {
-      socket.destroy();
-      resolve(dead);
-    };
-    socket.setTimeout(PROBE_TIMEOUT_MS, () => done(false));
-    socket.once('connect', () => done(false));
-    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
-  });
 }

@@ -1,8 +1,7 @@
 import { chmodSync, linkSync, mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { dirname } from 'node:path';
-
-const PROBE_TIMEOUT_MS = 1_000;
+import { probeSocket } from './socket-probe.js';
 
 /**
  * Listens on the unix socket `path` (mode 0600), or returns undefined when a
@@ -26,7 +25,7 @@ export async function listenExclusive(path: string, options: { pauseOnConnect?: 
         return server;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        if (await answers(path)) {
+        if ((await probeSocket(path)) === 'answers') {
           server.close();
           return undefined;
         }
@@ -63,18 +62,5 @@ function listen(path: string, pauseOnConnect: boolean): Promise<net.Server> {
         reject(err);
       }
     });
-  });
-}
-
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.createConnection({ path });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(PROBE_TIMEOUT_MS, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
   });
 }

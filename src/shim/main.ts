@@ -1,5 +1,6 @@
 import { closeSync } from 'node:fs';
 import { parseShimArgs, type ShimArgs } from './args.js';
+import type { Handoff } from './handoff.js';
 import { versionText } from './version.js';
 
 /** The listening socket of a server started the runc shim's way. */
@@ -79,6 +80,12 @@ async function start(args: ShimArgs, scriptPath: string): Promise<string> {
   }
 }
 
+interface ServedGroup {
+  readonly args: ShimArgs;
+  readonly listenerFd: number;
+  readonly configPath: string | undefined;
+}
+
 /**
  * The long-lived server: handed its socket by `start`, or given it as fd 3
  * like the runc shim's. Once its group is done it may wait as a spare and
@@ -87,11 +94,13 @@ async function start(args: ShimArgs, scriptPath: string): Promise<string> {
 async function serve(args: ShimArgs): Promise<void> {
   const [{ isHandoffServer, receiveHandoff }, { serveGroup }] = await Promise.all([import('./handoff.js'), import('./serve.js')]);
   process.on('SIGPIPE', () => {});
-  let group: { args: ShimArgs; listenerFd: number; configPath: string | undefined };
+  // What to serve: the flags of this process, overridden by what a handoff says.
+  const groupOf = ({ listenerFd, message }: Handoff): ServedGroup => ({ args: { ...args, ...message, action: undefined }, listenerFd, configPath: message.configPath });
+  let group: ServedGroup;
   if (isHandoffServer()) {
     const handoff = await receiveHandoff();
     if (!handoff) process.exit(0);
-    group = { args: { ...args, ...handoff.message, action: undefined }, listenerFd: handoff.listenerFd, configPath: handoff.message.configPath };
+    group = groupOf(handoff);
   } else {
     group = { args, listenerFd: LISTENER_FD, configPath: undefined };
   }
@@ -108,7 +117,7 @@ async function serve(args: ShimArgs): Promise<void> {
       closeSync(next.listenerFd);
       break;
     }
-    group = { args: { ...args, ...next.message, action: undefined }, listenerFd: next.listenerFd, configPath: next.message.configPath };
+    group = groupOf(next);
   }
   process.exit(0);
 }
