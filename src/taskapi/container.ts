@@ -142,8 +142,9 @@ export class Container {
   exec(execId: string, spec: Record<string, unknown>, stdio: StdioPaths): void {
     this.init.assertCanExec();
     if (this.execs.has(execId)) throw new AlreadyExistsError(`id ${execId}: already exists`);
-    const terminal = stdio.terminal || spec.terminal === true;
-    this.execs.set(execId, new ExecProcess(this.ctx, execId, spec, { ...stdio, terminal }));
+    // The request decides, as in the runc shim: runc refuses a console socket for a
+    // process spec without a terminal, and allocates none when one is not asked for.
+    this.execs.set(execId, new ExecProcess(this.ctx, execId, { ...spec, terminal: stdio.terminal }, stdio));
     this.ctx.events.publish(taskEvents.execAdded(this.id, execId));
   }
 

@@ -22,7 +22,7 @@ const STATUS: Readonly<Record<StateName, containerd.v1.types.Status>> = {
   deleted: containerd.v1.types.Status.STOPPED,
 };
 
-const OCI_PROCESS_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
+export const OCI_PROCESS_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
 const OCI_RESOURCES_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
 
 export interface RuncTaskServiceOptions {

@@ -1,13 +1,17 @@
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Test } from 'tap';
 import { CONTAINER_PATH } from './busybox.js';
 import { taskEventsDuring } from './ctr-events.js';
 import { busyboxImage, busyboxRootfs } from './busybox.js';
 import type { Containerd } from './containerd.js';
+import { FifoReader } from './fifo-reader.js';
 import { leftovers } from './leftovers.js';
+import { OCI_PROCESS_TYPE } from '../../src/taskapi/service.js';
 import { RUNTIMES, runRm, type RuntimeName } from './scenario.js';
+import { shimSocketOf, taskClientAt } from './shim-server.js';
 
 /**
  * The ctr scenarios every flint mode must pass. Each runs under the
@@ -195,6 +199,29 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
       }
     });
     t.same(seen, { run: { code: 7, tty: true }, exec: { code: 6, tty: true } });
+  });
+
+  t.test('an exec asking for a terminal gets one though its process spec says terminal:false', async (t) => {
+    // ctr always writes the two alike, so the request goes to the shim directly.
+    const seen = await compare(t, 'exec terminal from the request', async (runtime) => {
+      const id = c.newId(`ttyreq-${runtime}`);
+      await runDetached(runtime, id, ['sleep', '1000']);
+      const { client, task } = await taskClientAt(shimSocketOf(c, id), c.namespace);
+      const out = new FifoReader(join(c.fifoDir, `${id}-ttyreq.stdout`));
+      try {
+        const spec = { args: ['sh', '-c', 'test -t 1 && echo is-a-tty; exit 6'], cwd: '/', env: [CONTAINER_PATH], terminal: false, user: { uid: 0, gid: 0 } };
+        await task.exec({ id, execId: 'tty', terminal: true, stdout: out.path, spec: { typeUrl: OCI_PROCESS_TYPE, value: Buffer.from(JSON.stringify(spec)) } });
+        const started = await task.start({ id, execId: 'tty' }).then(() => 'started', (err: Error) => err.message);
+        if (started !== 'started') return { started };
+        const { exitStatus } = await task.wait({ id, execId: 'tty' });
+        return { started, exitStatus, tty: /is-a-tty/.test(await out.waitFor('is-a-tty')) };
+      } finally {
+        await client.close();
+        out.close();
+        await removeContainer(id);
+      }
+    });
+    t.same(seen, { started: 'started', exitStatus: 6, tty: true });
   });
 
   /** The task topics `ctr events` shows while `action` runs, for container `id`. */
