@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
 import { OomWatcher } from '../src/taskapi/oom.js';
 
 /**
@@ -26,6 +27,13 @@ function cgroupFs(name: string, unified: boolean): { fs: { root: string; proc: s
   return { fs: { root, proc }, dir };
 }
 
+/** A pino logger whose JSON lines are kept in `lines`. */
+function capturingLogger(): { log: pino.Logger; lines: Record<string, any>[] } {
+  const lines: Record<string, any>[] = [];
+  return { log: pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) }), lines };
+}
+const quiet = pino({ enabled: false });
+
 async function until(condition: () => boolean, timeoutMs = 5_000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (!condition() && Date.now() < deadline) await sleep(20);
@@ -38,7 +46,7 @@ t.test('cgroup v1: registers an eventfd on memory.oom_control; a grown oom_kill 
   writeFileSync(oomControl, 'oom_kill_disable 0\nunder_oom 0\noom_kill 0\n');
   writeFileSync(join(dir, 'cgroup.event_control'), '');
   let ooms = 0;
-  const watcher = new OomWatcher(() => ooms++, fs);
+  const watcher = new OomWatcher(() => ooms++, quiet, fs);
   watcher.watch(PID);
   const registration = readFileSync(join(dir, 'cgroup.event_control'), 'utf8');
   t.match(registration, /^\d+ \d+$/, `"<eventfd> <oom_control fd>" written to cgroup.event_control: ${registration}`);
@@ -55,7 +63,7 @@ t.test('cgroup v1: an unchanged counter at close is no OOM', async (t) => {
   writeFileSync(join(dir, 'memory.oom_control'), 'oom_kill_disable 0\nunder_oom 0\noom_kill 3\n');
   writeFileSync(join(dir, 'cgroup.event_control'), '');
   let ooms = 0;
-  const watcher = new OomWatcher(() => ooms++, fs);
+  const watcher = new OomWatcher(() => ooms++, quiet, fs);
   watcher.watch(PID);
   watcher.close();
   t.equal(ooms, 0, 'kills before the watch began are not this container\'s news');
@@ -66,7 +74,7 @@ t.test('cgroup v2: memory.events is watched (inotify), each grown oom_kill is re
   const events = join(dir, 'memory.events');
   writeFileSync(events, 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n');
   let ooms = 0;
-  const watcher = new OomWatcher(() => ooms++, fs);
+  const watcher = new OomWatcher(() => ooms++, quiet, fs);
   t.teardown(() => watcher.close());
   watcher.watch(PID);
   writeFileSync(events, 'low 0\nhigh 0\nmax 4\noom 1\noom_kill 0\n');
@@ -84,7 +92,7 @@ t.test('cgroup v2: a kill not yet noticed is reported at close', async (t) => {
   const events = join(dir, 'memory.events');
   writeFileSync(events, 'oom 0\noom_kill 0\n');
   let ooms = 0;
-  const watcher = new OomWatcher(() => ooms++, fs);
+  const watcher = new OomWatcher(() => ooms++, quiet, fs);
   watcher.watch(PID);
   writeFileSync(events, 'oom 1\noom_kill 1\n');
   watcher.close();
@@ -96,10 +104,25 @@ t.test('no memory cgroup, or no such process: nothing to watch, nothing thrown',
   writeFileSync(join(fs.proc, String(PID), 'cgroup'), '2:cpu,cpuacct:/ctr\n');
   writeFileSync(join(dir, 'memory.oom_control'), 'oom_kill 0\n');
   writeFileSync(join(dir, 'cgroup.event_control'), '');
-  const watcher = new OomWatcher(() => t.fail('no OOM'), fs);
+  const { log, lines } = capturingLogger();
+  const watcher = new OomWatcher(() => t.fail('no OOM'), log, fs);
   watcher.watch(PID);
   watcher.watch(PID + 1);
   writeFileSync(join(dir, 'memory.oom_control'), 'oom_kill 1\n');
   watcher.close();
   t.equal(readFileSync(join(dir, 'cgroup.event_control'), 'utf8'), '', 'no eventfd was registered');
+  t.same(lines, [], 'and nothing to log: there was nothing to watch');
+});
+
+t.test('a registration that fails is logged as an error naming the cgroup and the cause, not swallowed', async (t) => {
+  const { fs, dir } = cgroupFs('v1-broken', false);
+  // A memory cgroup without memory.oom_control: the registration cannot open it.
+  writeFileSync(join(dir, 'cgroup.event_control'), '');
+  const { log, lines } = capturingLogger();
+  const watcher = new OomWatcher(() => t.fail('no OOM'), log, fs);
+  watcher.watch(PID);
+  watcher.close();
+  t.equal(lines.length, 1, 'one line logged');
+  t.match(lines[0], { level: 50, msg: 'add cg to OOM monitor', pid: PID, cgroup: dir, err: { code: 'ENOENT', message: /memory\.oom_control/ } }, 'at error level, as the runc shim logs it');
+  t.equal(readFileSync(join(dir, 'cgroup.event_control'), 'utf8'), '', 'nothing registered');
 });

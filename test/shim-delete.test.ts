@@ -123,6 +123,22 @@ t.test('runc failing to delete: a warning naming runc\'s error, and the rootfs i
   t.same(mountsUnder(join(bundle, 'rootfs')), [], 'rootfs unmounted anyway');
 });
 
+t.test('a corrupt flint-runc.json: a warning naming the file, not a silent delete from the default runc root', async (t) => {
+  const id = 'corrupt-settings';
+  const bundle = makeBundle(id);
+  await recordSettings(bundle, REAL_RUNC);
+  created.push(id);
+  execFileSync(REAL_RUNC, ['--root', join(runcRoot, NS), 'create', '--bundle', bundle, '--pid-file', join(bundle, 'init.pid'), id], { stdio: 'ignore' });
+  const pid = Number(readFileSync(join(bundle, 'init.pid'), 'utf8'));
+  writeFileSync(join(bundle, 'flint-runc.json'), '{"binary": "/usr/sbin/ru');
+  const r = await deleteCommand(id, bundle);
+  checkResponse(t, r, pid);
+  t.match(r.stderr, /^failed to remove runc container: .*\/flint-runc\.json is corrupt: /m, `warned, naming the file: ${r.stderr.trim()}`);
+  t.ok(existsSync(join(runcRoot, NS, id)), 'the container is left for a delete that can find it, not reported gone');
+  t.same(mountsUnder(join(bundle, 'rootfs')), [], 'the other steps still ran: rootfs unmounted');
+  execFileSync(REAL_RUNC, ['--root', join(runcRoot, NS), 'delete', '--force', id], { stdio: 'ignore' });
+});
+
 t.test('after a clean teardown the launcher answers from the delete marker without starting Node', async (t) => {
   const bundle = join(tmp, 'clean-bundle', 'clean');
   mkdirSync(bundle, { recursive: true });

@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap';
+import pino from 'pino';
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync, type Dirent } from 'node:fs';
 import net from 'node:net';
@@ -47,6 +48,7 @@ const service = new RuncTaskService({
   namespace: NS,
   events: recorder,
   reaper,
+  log: pino({ enabled: false }),
   config: DEFAULT_CONFIG,
   loadConfig: (path) => loadConfig(path, {}).config,
   onShutdown: () => void shutdowns++,

@@ -60,6 +60,7 @@ export async function agentMain(argv: readonly string[]): Promise<void> {
     namespace: 'default',
     events,
     reaper: Reaper.get(),
+    log,
     config,
     loadConfig: (path) => loadConfig(path).config,
     onShutdown: () => {},

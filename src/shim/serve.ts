@@ -112,6 +112,7 @@ function createService(config: FlintConfig, deps: ServiceDeps): TaskService {
     namespace: deps.args.namespace,
     events: deps.publisher,
     reaper: deps.reaper,
+    log: deps.log,
     config,
     loadConfig: (path) => loadConfig(path).config,
     onShutdown: deps.onShutdown,

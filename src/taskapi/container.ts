@@ -1,5 +1,6 @@
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Logger } from 'pino';
 import { readSpec, type OciSpec } from '../bundle/spec.js';
 import { mountAll, unmountAll } from '../bundle/mount.js';
 import { safeJoin } from '../bundle/safe-join.js';
@@ -49,6 +50,8 @@ export interface ContainerDeps {
   readonly namespace: string;
   readonly events: EventSink;
   readonly reaper: Reaper;
+  /** For what goes wrong without failing a call (an OOM monitor that cannot be set up). */
+  readonly log: Logger;
 }
 
 /**
@@ -77,9 +80,10 @@ export class Container {
     readonly settings: RuncSettings,
     stdio: StdioPaths,
     private readonly killAllOnExit: boolean,
+    log: Logger,
   ) {
     this.init = new InitProcess(ctx, stdio);
-    this.oom = new OomWatcher(() => ctx.events.publish(taskEvents.oom(ctx.containerId)));
+    this.oom = new OomWatcher(() => ctx.events.publish(taskEvents.oom(ctx.containerId)), log.child({ id: ctx.containerId, namespace: ctx.namespace }));
   }
 
   get id(): string {
@@ -120,7 +124,7 @@ export class Container {
         cleanup.push('rootfs mounts', () => unmountAll(rootfs));
         await mountAll(request.rootfs.map(toMount), rootfs);
       }
-      const container = new Container(ctx, request.rootfs, cleanup, request.runc, { ...request.stdio, terminal }, !hasOwnPidNamespace(spec));
+      const container = new Container(ctx, request.rootfs, cleanup, request.runc, { ...request.stdio, terminal }, !hasOwnPidNamespace(spec), deps.log);
       await container.init.create(cleanup, { noPivot: request.runc.noPivotRoot, noNewKeyring: request.runc.noNewKeyring }, (exit) => container.onInitExit(exit));
       container.cgroups = cgroupsOf(container.init.pid);
       // Watched from Create, so an OOM right after Start is counted from a baseline taken before it.

@@ -1,5 +1,6 @@
 import { closeSync, constants, existsSync, openSync, readSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
+import type { Logger } from 'pino';
 import { EFD_CLOEXEC, EFD_NONBLOCK, eventfd } from '../native/eventfd.js';
 import { Poller } from '../native/poll.js';
 import { HOST_CGROUP_FS, memoryCgroupOf, readFlatKeyed, type CgroupFs } from './cgroup.js';
@@ -17,18 +18,24 @@ export class OomWatcher {
 
   constructor(
     private readonly onOom: () => void,
+    private readonly log: Pick<Logger, 'error'>,
     private readonly cgroupFs: CgroupFs = HOST_CGROUP_FS,
   ) {}
 
-  /** Starts watching the memory cgroup of `pid`; does nothing where there is none. */
+  /**
+   * Starts watching the memory cgroup of `pid`; does nothing where there is
+   * none (no such process, no memory controller). A registration that fails
+   * is logged, as by the runc shim, and the container runs on unwatched:
+   * its OOM kills then go unreported, which the log is there to explain.
+   */
   watch(pid: number): void {
     this.close();
+    const cgroup = memoryCgroupOf(pid, this.cgroupFs);
+    if (!cgroup) return;
     try {
-      const cgroup = memoryCgroupOf(pid, this.cgroupFs);
-      if (cgroup) this.stopWatching = cgroup.unified ? this.watchV2(cgroup.dir) : this.watchV1(cgroup.dir);
-    } catch {
-      // The process may already be gone, or the cgroup lack a memory controller:
-      // then there is nothing to watch, as with the runc shim.
+      this.stopWatching = cgroup.unified ? this.watchV2(cgroup.dir) : this.watchV1(cgroup.dir);
+    } catch (err) {
+      this.log.error({ err, pid, cgroup: cgroup.dir }, 'add cg to OOM monitor');
     }
   }
 
@@ -84,7 +91,7 @@ export class OomWatcher {
     };
     // cgroupfs notifies modifications of memory.events through inotify.
     const watcher: FSWatcher = watch(events, { persistent: false }, check);
-    watcher.on('error', () => {});
+    watcher.on('error', (err) => this.log.error({ err, cgroup: dir }, 'OOM monitor stopped'));
     return () => {
       watcher.close();
       check();

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError, UnimplementedError } from '../errdefs/errors.js';
 import { validateId } from '../bundle/identifiers.js';
 import type { FlintConfig } from '../config/config.js';
@@ -30,6 +31,7 @@ export interface RuncTaskServiceOptions {
   readonly namespace: string;
   readonly events: EventPublisher;
   readonly reaper: Reaper;
+  readonly log: Logger;
   /** The configuration the process started with. */
   readonly config: FlintConfig;
   /** Reads a config_path named by a task's runtime options. */
@@ -69,7 +71,7 @@ export class RuncTaskService implements TaskService {
           stdio: { stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal },
           runc: this.runcSettings(request.options),
         },
-        { namespace: this.namespace(ctx), events: sinkFor(this.options.events, this.namespace(ctx)), reaper: this.options.reaper },
+        { namespace: this.namespace(ctx), events: sinkFor(this.options.events, this.namespace(ctx)), reaper: this.options.reaper, log: this.options.log },
       );
       this.containers.set(key, container);
       this.options.events.publish(
