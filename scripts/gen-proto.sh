@@ -56,7 +56,7 @@ pbjs "${flags[@]}" --no-comments -o "$out/protos.js" "${protos[@]}"
 # The runtime-options messages again, in a module of their own under another
 # protobufjs root: `start` decodes them once per container and loads only this
 # (a few KB) instead of every message the server needs.
-options_protos=(proto/google/protobuf/any.proto proto/runtimeoptions/v1/options.proto proto/containerd/runc/v1/options.proto)
+options_protos=(proto/google/protobuf/any.proto proto/runtimeoptions/v1/options.proto proto/containerd/runc/v1/options.proto proto/containerd/linux/runc/runc.proto)
 pbjs "${flags[@]}" -r options -o "$tmp/options.js" "${options_protos[@]}"
 npx --no-install pbts -i '$protobuf=protobufjs' -o "$tmp/options.d.ts" "$tmp/options.js"
 pbjs "${flags[@]}" -r options --no-comments -o "$out/options.js" "${options_protos[@]}"

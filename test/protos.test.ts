@@ -148,6 +148,12 @@ t.test('field numbers match containerd', async (t) => {
   t.equal(hex(runc.CheckpointOptions.encode({ emptyNamespaces: ['net'], workPath: 'w' }).finish()), '32036e6574' + '4a0177');
   t.equal(hex(runc.ProcessDetails.encode({ execId: 'e' }).finish()), '0a0165');
   t.equal(hex(runtimeoptions.v1.Options.encode({ typeUrl: 't', configPath: 'c' }).finish()), '0a0174' + '120163');
+  // containerd's runtime/linux/runctypes/runc.proto, as the Go client sends it to non-runc runtimes.
+  t.equal(
+    hex(containerd.linux.runc.CreateOptions.encode({ noPivotRoot: true, noNewKeyring: true, shimCgroup: 's', ioUid: 1, ioGid: 2, criuWorkPath: 'w', criuImagePath: 'i' }).finish()),
+    '0801' + '4001' + '4a0173' + '5001' + '5802' + '620177' + '6a0169',
+    'CreateOptions: no_pivot_root = 1, no_new_keyring = 8, shim_cgroup = 9, io_uid = 10, io_gid = 11, criu_work_path = 12, criu_image_path = 13',
+  );
 
   const v1 = io.containerd.cgroups.v1;
   t.equal(hex(v1.Metrics.encode({ memory: {} }).finish()), '2200', 'v1 Metrics.memory = 4');

@@ -1,10 +1,14 @@
 import { createHash } from 'node:crypto';
-import { linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { linkSync, lstatSync, mkdirSync, rmdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
+import { containerd, google } from '../src/generated/index.js';
+import { buildBusyboxRootfs } from './harness/busybox.js';
 import { runCommand, type CommandResult } from './harness/exec.js';
+import { FifoReader } from './harness/fifo-reader.js';
 import { isRunning, signal } from './harness/procfs.js';
 import { repoBinDir } from './harness/repo.js';
 import { listenerPids, taskClientAt } from './harness/shim-server.js';
@@ -47,12 +51,13 @@ function makeBundle(id: string, annotations: Record<string, string> = {}): strin
   return bundle;
 }
 
-function start(id: string, bundle: string): Promise<CommandResult> {
+/** Runs `start` in `bundle`; `options` is the runtime options Any containerd writes to its stdin. */
+function start(id: string, bundle: string, options?: { typeUrl: string; value: Uint8Array }, configFile = config): Promise<CommandResult> {
   const args = ['-namespace', NS, '-address', address, '-publish-binary', '/usr/bin/containerd', '-id', id, 'start'];
   return runCommand(join(repoBinDir(), 'containerd-shim-flint-v2'), args, {
     cwd: bundle,
-    input: '',
-    env: { ...process.env, FLINT_CONFIG: config, TTRPC_ADDRESS: join(tmp, 'no-containerd.ttrpc') },
+    input: options ? Buffer.from(google.protobuf.Any.encode(options).finish()) : '',
+    env: { ...process.env, FLINT_CONFIG: configFile, TTRPC_ADDRESS: join(tmp, 'no-containerd.ttrpc') },
   });
 }
 
@@ -138,6 +143,85 @@ t.test('a stale socket nobody answers on is replaced', async (t) => {
   t.equal((await task.connect({ id })).shimPid, pids[0], 'and answers');
   client.close();
   await shutDown(socket, pids[0]!);
+});
+
+/** What the Go client sends for a runtime not named io.containerd.runc.* (WithNoNewKeyring, WithShimCgroup, WithUIDOwner…). */
+function createOptions(fields: Record<string, unknown>): { typeUrl: string; value: Uint8Array } {
+  return { typeUrl: 'containerd.linux.runc.CreateOptions', value: containerd.linux.runc.CreateOptions.encode(fields).finish() };
+}
+
+/** The v1 path of `pid`'s cgroup in each hierarchy, keyed by the hierarchy's name in /proc/<pid>/cgroup. */
+function cgroupPaths(pid: number): Record<string, string> {
+  const paths: Record<string, string> = {};
+  for (const line of readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim().split('\n')) {
+    const [, controllers, path] = /^\d+:([^:]*):(.*)$/.exec(line)!;
+    paths[controllers!] = path!;
+  }
+  return paths;
+}
+
+t.test('containerd.linux.runc.CreateOptions: shim_cgroup holds the server, no_new_keyring reaches runc, io_gid owns the FIFOs', async (t) => {
+  // A runc that records its command line, then is runc, with its state in our temp dir.
+  const runcRoot = join(tmp, 'runc');
+  const calls = join(tmp, 'recorded-runc.calls');
+  const recorder = join(tmp, 'recorded-runc');
+  writeFileSync(recorder, `#!/bin/sh\necho "$*" >> '${calls}'\nexec runc "$@"\n`, { mode: 0o755 });
+  const recordingConfig = join(tmp, 'recording.json');
+  writeFileSync(recordingConfig, JSON.stringify({ spareServerMs: 0, runc: { binary: recorder, root: runcRoot } }));
+  // shim_cgroup exists in these hierarchies only: the server joins each of them and no other.
+  const shimCgroup = `/flint-start-test-${process.pid}`;
+  const hierarchies = { memory: 'memory', pids: 'pids', 'name=systemd': 'systemd' };
+  const dirs = Object.values(hierarchies).map((h) => join('/sys/fs/cgroup', h, shimCgroup));
+  for (const dir of dirs) mkdirSync(dir);
+  const id = 'createopts';
+  t.teardown(() => {
+    spawnSync('runc', ['--root', join(runcRoot, NS), 'delete', '--force', id], { stdio: 'ignore' });
+    // A cgroup goes with rmdir once empty: the server has exited by now (shutDown).
+    for (const dir of dirs) rmdirSync(dir);
+  });
+
+  const bundle = join(tmp, id);
+  buildBusyboxRootfs(join(bundle, 'rootfs'));
+  spawnSync('runc', ['spec', '--bundle', bundle]);
+  const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as { process: Record<string, unknown> };
+  Object.assign(spec.process, { args: ['sleep', '100'], terminal: false, env: ['PATH=/bin'] });
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
+  const options = createOptions({ noNewKeyring: true, shimCgroup, ioUid: 1234, ioGid: 5678 });
+  const r = await start(id, bundle, options, recordingConfig);
+  t.equal(r.code, 0, `start accepts the options ${r.stderr}`);
+  const socket = r.stdout.toString().slice('unix://'.length);
+  sockets.add(socket);
+  const [pid] = await serversOn(socket);
+
+  const { client, task } = await taskClientAt(socket, NS);
+  const stdout = new FifoReader(join(tmp, `${id}.stdout`));
+  try {
+    const created = await task.create({ id, bundle, stdout: stdout.path, options });
+    t.ok(created.pid > 0, 'Create takes the same options');
+    // The server moves before it serves: by its first answer it is there.
+    const placed = cgroupPaths(pid!);
+    for (const name of Object.keys(hierarchies)) t.equal(placed[name], shimCgroup, `the server is in ${shimCgroup} on the ${name} hierarchy`);
+    t.not(placed.cpu, shimCgroup, 'and where it has no such cgroup, left where it was');
+    t.equal(lstatSync(stdout.path).gid, 5678, 'the stdout FIFO is given to io_gid (runc then gives its uid to the process user)');
+    const create = readFileSync(calls, 'utf8').split('\n').find((line) => line.split(' ').includes('create'));
+    t.match(create, /(^| )--no-new-keyring( |$)/, 'runc create: --no-new-keyring');
+    await task.delete({ id });
+  } finally {
+    stdout.close();
+    client.close();
+  }
+  await shutDown(socket, pid!);
+});
+
+t.test('a shim_cgroup that exists nowhere fails start with an error naming it, and leaves no server', async (t) => {
+  const id = 'nocgroup';
+  const bundle = makeBundle(id);
+  const want = expectedAddress(id);
+  const r = await start(id, bundle, createOptions({ shimCgroup: '/flint-no-such-cgroup' }));
+  t.equal(r.code, 1, 'start fails');
+  t.match(r.stderr, /failed to load cgroup \/flint-no-such-cgroup: it exists in no cgroup hierarchy under \/sys\/fs\/cgroup/, `the error names the cgroup: ${r.stderr.trim()}`);
+  t.same(listenerPids(want.slice('unix://'.length)), [], 'no server listens for the group');
+  t.throws(() => statSync(want.slice('unix://'.length)), 'and no socket is left');
 });
 
 t.test('afterwards: no server is left, nor one that start spawned early and did not need', async (t) => {

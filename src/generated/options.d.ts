@@ -472,4 +472,149 @@ export namespace containerd {
             }
         }
     }
+
+    /** Namespace linux. */
+    namespace linux {
+
+        /** Namespace runc. */
+        namespace runc {
+
+            /**
+             * Properties of a CreateOptions.
+             * @deprecated Use containerd.linux.runc.CreateOptions.$Properties instead.
+             */
+            interface ICreateOptions extends containerd.linux.runc.CreateOptions.$Properties {
+            }
+
+            /** Represents a CreateOptions. */
+            class CreateOptions {
+
+                /**
+                 * Constructs a new CreateOptions.
+                 * @param [properties] Properties to set
+                 */
+                constructor(properties?: containerd.linux.runc.CreateOptions.$Properties);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+
+                /** CreateOptions noPivotRoot. */
+                noPivotRoot: boolean;
+
+                /** CreateOptions openTcp. */
+                openTcp: boolean;
+
+                /** CreateOptions externalUnixSockets. */
+                externalUnixSockets: boolean;
+
+                /** CreateOptions terminal. */
+                terminal: boolean;
+
+                /** CreateOptions fileLocks. */
+                fileLocks: boolean;
+
+                /** CreateOptions emptyNamespaces. */
+                emptyNamespaces: string[];
+
+                /** CreateOptions cgroupsMode. */
+                cgroupsMode: string;
+
+                /** CreateOptions noNewKeyring. */
+                noNewKeyring: boolean;
+
+                /** CreateOptions shimCgroup. */
+                shimCgroup: string;
+
+                /** CreateOptions ioUid. */
+                ioUid: number;
+
+                /** CreateOptions ioGid. */
+                ioGid: number;
+
+                /** CreateOptions criuWorkPath. */
+                criuWorkPath: string;
+
+                /** CreateOptions criuImagePath. */
+                criuImagePath: string;
+
+                /**
+                 * Creates a new CreateOptions instance using the specified properties.
+                 * @param [properties] Properties to set
+                 * @returns CreateOptions instance
+                 */
+                static create(properties: containerd.linux.runc.CreateOptions.$Shape): containerd.linux.runc.CreateOptions & containerd.linux.runc.CreateOptions.$Shape;
+                static create(properties?: containerd.linux.runc.CreateOptions.$Properties): containerd.linux.runc.CreateOptions;
+
+                /**
+                 * Encodes the specified CreateOptions message. Does not implicitly {@link containerd.linux.runc.CreateOptions.verify|verify} messages.
+                 * @param message CreateOptions message or plain object to encode
+                 * @param [writer] Writer to encode to
+                 * @returns Writer
+                 */
+                static encode(message: containerd.linux.runc.CreateOptions.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+                /**
+                 * Decodes a CreateOptions message from the specified reader or buffer.
+                 * @param reader Reader or buffer to decode from
+                 * @param [length] Message length if known beforehand
+                 * @returns {containerd.linux.runc.CreateOptions & containerd.linux.runc.CreateOptions.$Shape} CreateOptions
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.linux.runc.CreateOptions & containerd.linux.runc.CreateOptions.$Shape;
+            }
+
+            namespace CreateOptions {
+
+                /** Properties of a CreateOptions. */
+                interface $Properties {
+
+                    /** CreateOptions noPivotRoot */
+                    noPivotRoot?: (boolean|null);
+
+                    /** CreateOptions openTcp */
+                    openTcp?: (boolean|null);
+
+                    /** CreateOptions externalUnixSockets */
+                    externalUnixSockets?: (boolean|null);
+
+                    /** CreateOptions terminal */
+                    terminal?: (boolean|null);
+
+                    /** CreateOptions fileLocks */
+                    fileLocks?: (boolean|null);
+
+                    /** CreateOptions emptyNamespaces */
+                    emptyNamespaces?: (string[]|null);
+
+                    /** CreateOptions cgroupsMode */
+                    cgroupsMode?: (string|null);
+
+                    /** CreateOptions noNewKeyring */
+                    noNewKeyring?: (boolean|null);
+
+                    /** CreateOptions shimCgroup */
+                    shimCgroup?: (string|null);
+
+                    /** CreateOptions ioUid */
+                    ioUid?: (number|null);
+
+                    /** CreateOptions ioGid */
+                    ioGid?: (number|null);
+
+                    /** CreateOptions criuWorkPath */
+                    criuWorkPath?: (string|null);
+
+                    /** CreateOptions criuImagePath */
+                    criuImagePath?: (string|null);
+
+                    /** Unknown fields preserved while decoding when enabled */
+                    $unknowns?: Uint8Array[];
+                }
+
+                /** Shape of a CreateOptions. */
+                type $Shape = containerd.linux.runc.CreateOptions.$Properties;
+            }
+        }
+    }
 }

@@ -724,6 +724,251 @@ export const containerd = $root.containerd = (() => {
         return runc;
     })();
 
+    containerd.linux = (function() {
+
+        const linux = {};
+
+        linux.runc = (function() {
+
+            const runc = {};
+
+            runc.CreateOptions = (function() {
+
+                const CreateOptions = function (properties) {
+                    this.emptyNamespaces = [];
+                    if (properties)
+                        for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                            if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                                this[keys[i]] = properties[keys[i]];
+                };
+
+                CreateOptions.prototype.noPivotRoot = false;
+                CreateOptions.prototype.openTcp = false;
+                CreateOptions.prototype.externalUnixSockets = false;
+                CreateOptions.prototype.terminal = false;
+                CreateOptions.prototype.fileLocks = false;
+                CreateOptions.prototype.emptyNamespaces = $util.emptyArray;
+                CreateOptions.prototype.cgroupsMode = "";
+                CreateOptions.prototype.noNewKeyring = false;
+                CreateOptions.prototype.shimCgroup = "";
+                CreateOptions.prototype.ioUid = 0;
+                CreateOptions.prototype.ioGid = 0;
+                CreateOptions.prototype.criuWorkPath = "";
+                CreateOptions.prototype.criuImagePath = "";
+
+                CreateOptions.create = function(properties) {
+                    return new CreateOptions(properties);
+                };
+
+                CreateOptions.encode = function (message, writer, _depth) {
+                    if (!writer)
+                        writer = $Writer.create();
+                    if (_depth === $undefined)
+                        _depth = 0;
+                    if (_depth > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (message.noPivotRoot != null && $Object.hasOwnProperty.call(message, "noPivotRoot") && message.noPivotRoot !== false)
+                        writer.uint32(8).bool(message.noPivotRoot);
+                    if (message.openTcp != null && $Object.hasOwnProperty.call(message, "openTcp") && message.openTcp !== false)
+                        writer.uint32(16).bool(message.openTcp);
+                    if (message.externalUnixSockets != null && $Object.hasOwnProperty.call(message, "externalUnixSockets") && message.externalUnixSockets !== false)
+                        writer.uint32(24).bool(message.externalUnixSockets);
+                    if (message.terminal != null && $Object.hasOwnProperty.call(message, "terminal") && message.terminal !== false)
+                        writer.uint32(32).bool(message.terminal);
+                    if (message.fileLocks != null && $Object.hasOwnProperty.call(message, "fileLocks") && message.fileLocks !== false)
+                        writer.uint32(40).bool(message.fileLocks);
+                    if (message.emptyNamespaces != null && message.emptyNamespaces.length)
+                        for (let i = 0; i < message.emptyNamespaces.length; ++i)
+                            writer.uint32(50).string(message.emptyNamespaces[i]);
+                    if (message.cgroupsMode != null && $Object.hasOwnProperty.call(message, "cgroupsMode") && message.cgroupsMode !== "")
+                        writer.uint32(58).string(message.cgroupsMode);
+                    if (message.noNewKeyring != null && $Object.hasOwnProperty.call(message, "noNewKeyring") && message.noNewKeyring !== false)
+                        writer.uint32(64).bool(message.noNewKeyring);
+                    if (message.shimCgroup != null && $Object.hasOwnProperty.call(message, "shimCgroup") && message.shimCgroup !== "")
+                        writer.uint32(74).string(message.shimCgroup);
+                    if (message.ioUid != null && $Object.hasOwnProperty.call(message, "ioUid") && message.ioUid !== 0)
+                        writer.uint32(80).uint32(message.ioUid);
+                    if (message.ioGid != null && $Object.hasOwnProperty.call(message, "ioGid") && message.ioGid !== 0)
+                        writer.uint32(88).uint32(message.ioGid);
+                    if (message.criuWorkPath != null && $Object.hasOwnProperty.call(message, "criuWorkPath") && message.criuWorkPath !== "")
+                        writer.uint32(98).string(message.criuWorkPath);
+                    if (message.criuImagePath != null && $Object.hasOwnProperty.call(message, "criuImagePath") && message.criuImagePath !== "")
+                        writer.uint32(106).string(message.criuImagePath);
+                    if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                        for (let i = 0; i < message.$unknowns.length; ++i)
+                            writer.raw(message.$unknowns[i]);
+                    return writer;
+                };
+
+                CreateOptions.decode = function (reader, length, _end, _depth, _target) {
+                    if (!(reader instanceof $Reader))
+                        reader = $Reader.create(reader);
+                    if (_depth === $undefined)
+                        _depth = 0;
+                    if (_depth > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    let end, message, value;
+                    if (length === $undefined)
+                        end = reader.len;
+                    else {
+                        end = reader.pos + length;
+                        if (end > reader.len)
+                            throw $RangeError("index out of range");
+                        length = reader.len;
+                        reader.len = end;
+                    }
+                    message = _target || new $root.containerd.linux.runc.CreateOptions();
+                    while (reader.pos < end) {
+                        let start = reader.pos;
+                        let tag = reader.tag();
+                        if (tag === _end) {
+                            _end = $undefined;
+                            break;
+                        }
+                        let wireType = tag & 7;
+                        switch (tag >>>= 3) {
+                        case 1: {
+                                if (wireType !== 0)
+                                    break;
+                                if (value = reader.bool())
+                                    message.noPivotRoot = value;
+                                else
+                                    delete message.noPivotRoot;
+                                continue;
+                            }
+                        case 2: {
+                                if (wireType !== 0)
+                                    break;
+                                if (value = reader.bool())
+                                    message.openTcp = value;
+                                else
+                                    delete message.openTcp;
+                                continue;
+                            }
+                        case 3: {
+                                if (wireType !== 0)
+                                    break;
+                                if (value = reader.bool())
+                                    message.externalUnixSockets = value;
+                                else
+                                    delete message.externalUnixSockets;
+                                continue;
+                            }
+                        case 4: {
+                                if (wireType !== 0)
+                                    break;
+                                if (value = reader.bool())
+                                    message.terminal = value;
+                                else
+                                    delete message.terminal;
+                                continue;
+                            }
+                        case 5: {
+                                if (wireType !== 0)
+                                    break;
+                                if (value = reader.bool())
+                                    message.fileLocks = value;
+                                else
+                                    delete message.fileLocks;
+                                continue;
+                            }
+                        case 6: {
+                                if (wireType !== 2)
+                                    break;
+                                if (!(message.emptyNamespaces && message.emptyNamespaces.length))
+                                    message.emptyNamespaces = [];
+                                message.emptyNamespaces.push(reader.stringVerify());
+                                continue;
+                            }
+                        case 7: {
+                                if (wireType !== 2)
+                                    break;
+                                if ((value = reader.stringVerify()).length)
+                                    message.cgroupsMode = value;
+                                else
+                                    delete message.cgroupsMode;
+                                continue;
+                            }
+                        case 8: {
+                                if (wireType !== 0)
+                                    break;
+                                if (value = reader.bool())
+                                    message.noNewKeyring = value;
+                                else
+                                    delete message.noNewKeyring;
+                                continue;
+                            }
+                        case 9: {
+                                if (wireType !== 2)
+                                    break;
+                                if ((value = reader.stringVerify()).length)
+                                    message.shimCgroup = value;
+                                else
+                                    delete message.shimCgroup;
+                                continue;
+                            }
+                        case 10: {
+                                if (wireType !== 0)
+                                    break;
+                                if (value = reader.uint32())
+                                    message.ioUid = value;
+                                else
+                                    delete message.ioUid;
+                                continue;
+                            }
+                        case 11: {
+                                if (wireType !== 0)
+                                    break;
+                                if (value = reader.uint32())
+                                    message.ioGid = value;
+                                else
+                                    delete message.ioGid;
+                                continue;
+                            }
+                        case 12: {
+                                if (wireType !== 2)
+                                    break;
+                                if ((value = reader.stringVerify()).length)
+                                    message.criuWorkPath = value;
+                                else
+                                    delete message.criuWorkPath;
+                                continue;
+                            }
+                        case 13: {
+                                if (wireType !== 2)
+                                    break;
+                                if ((value = reader.stringVerify()).length)
+                                    message.criuImagePath = value;
+                                else
+                                    delete message.criuImagePath;
+                                continue;
+                            }
+                        }
+                        reader.skipType(wireType, _depth, tag);
+                        if (!reader.discardUnknown) {
+                            $util.makeProp(message, "$unknowns", false);
+                            (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                        }
+                    }
+                    if (length !== $undefined) {
+                        if (reader.pos !== end)
+                            throw $RangeError("index out of range");
+                        reader.len = length;
+                    }
+                    if (_end !== $undefined)
+                        throw $Error("missing end group");
+                    return message;
+                };
+
+                return CreateOptions;
+            })();
+
+            return runc;
+        })();
+
+        return linux;
+    })();
+
     return containerd;
 })();
 

@@ -29,6 +29,8 @@ export interface HandoffMessage {
   readonly debug: boolean;
   /** A config file named by the task's runtime options, if any. */
   readonly configPath: string | undefined;
+  /** The runc option shim_cgroup of the container the server is started for (shim-cgroup.ts). */
+  readonly shimCgroup?: string | undefined;
   /** The claimant's build (version.ts buildId), sent to a spare server, which must be the same build. */
   readonly build?: string;
 }

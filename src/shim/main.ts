@@ -84,6 +84,7 @@ interface ServedGroup {
   readonly args: ShimArgs;
   readonly listenerFd: number;
   readonly configPath: string | undefined;
+  readonly shimCgroup: string | undefined;
 }
 
 /**
@@ -95,17 +96,17 @@ async function serve(args: ShimArgs): Promise<void> {
   const [{ isHandoffServer, receiveHandoff }, { serveGroup }] = await Promise.all([import('./handoff.js'), import('./serve.js')]);
   process.on('SIGPIPE', () => {});
   // What to serve: the flags of this process, overridden by what a handoff says.
-  const groupOf = ({ listenerFd, message }: Handoff): ServedGroup => ({ args: { ...args, ...message, action: undefined }, listenerFd, configPath: message.configPath });
+  const groupOf = ({ listenerFd, message }: Handoff): ServedGroup => ({ args: { ...args, ...message, action: undefined }, listenerFd, configPath: message.configPath, shimCgroup: message.shimCgroup });
   let group: ServedGroup;
   if (isHandoffServer()) {
     const handoff = await receiveHandoff();
     if (!handoff) process.exit(0);
     group = groupOf(handoff);
   } else {
-    group = { args, listenerFd: LISTENER_FD, configPath: undefined };
+    group = { args, listenerFd: LISTENER_FD, configPath: undefined, shimCgroup: undefined };
   }
   for (let asSpare = false; ; asSpare = true) {
-    const { spareMs } = await serveGroup(group.args, group.listenerFd, group.configPath, asSpare);
+    const { spareMs } = await serveGroup(group.args, group.listenerFd, { configPath: group.configPath, shimCgroup: group.shimCgroup }, asSpare);
     if (spareMs === 0) break;
     const [{ waitAsSpare }, { spareSocketPath }] = await Promise.all([import('./spare-wait.js'), import('./socket-address.js')]);
     const next = await waitAsSpare(spareSocketPath(group.args.address), spareMs);

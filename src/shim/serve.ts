@@ -1,3 +1,4 @@
+import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -15,9 +16,19 @@ import type { ShimArgs } from './args.js';
 import { closeShimLogger, createShimLogger, shimLogLevel } from './logger.js';
 import { ForwardingPublisher } from './publisher.js';
 import { OwnSocket } from './own-socket.js';
+import { ServerCgroups } from './shim-cgroup.js';
 
 /** How long shutdown waits for queued events to reach containerd. */
 const PUBLISHER_DRAIN_MS = 5_000;
+
+/** What the task's runtime options ask of the server of a group. */
+export interface GroupOptions {
+  readonly configPath: string | undefined;
+  readonly shimCgroup: string | undefined;
+}
+
+/** This process's cgroups: it may serve several groups in turn, as a spare. */
+const serverCgroups = new ServerCgroups();
 
 /** How a group's serving ended: idle (its last container gone), or a signal. */
 export interface GroupEnd {
@@ -29,14 +40,24 @@ export interface GroupEnd {
  * Serves one group: the task API on the listening socket `listenerFd`
  * (handed over by `start`, or inherited as fd 3) until Shutdown finds no
  * container left, or SIGTERM/SIGINT. `configPath` is the config file the
- * task's runtime options named, if any; `asSpare` when this process served
+ * task's runtime options named, if any, and `shimCgroup` the cgroup they put
+ * the server in (serving starts there, or not at all); `asSpare` when this process served
  * before and waited as a spare. Everything it set up is gone when
  * it resolves: the socket file, the connections, the log, the publisher
  * (drained first), the signal handlers.
  */
-export async function serveGroup(args: ShimArgs, listenerFd: number, configPath: string | undefined, asSpare: boolean): Promise<GroupEnd> {
-  const { config } = loadConfig(configPath);
+export async function serveGroup(args: ShimArgs, listenerFd: number, options: GroupOptions, asSpare: boolean): Promise<GroupEnd> {
+  const { config } = loadConfig(options.configPath);
   const log = createShimLogger(join(process.cwd(), 'log'), shimLogLevel(config.logLevel, args.debug), { runtime: 'flint', namespace: args.namespace });
+  try {
+    serverCgroups.place(options.shimCgroup);
+  } catch (err) {
+    // `start` found the cgroup; it went away since. containerd's dial then fails and the log says why.
+    log.error({ err, shimCgroup: options.shimCgroup }, 'cannot move the shim into shim_cgroup; not serving');
+    closeShimLogger(log);
+    closeSync(listenerFd);
+    return { spareMs: 0 };
+  }
   const reaper = Reaper.get();
   const publisher = new ForwardingPublisher(process.env.TTRPC_ADDRESS || `${args.address}.ttrpc`, log.child({ component: 'publisher' }));
   const server = new Server({

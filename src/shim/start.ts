@@ -9,6 +9,7 @@ import type { ShimArgs } from './args.js';
 import { listenerFd, listenExclusive } from './exclusive-listener.js';
 import type { HandoffMessage } from './handoff.js';
 import { shimGroup } from './group.js';
+import { shimCgroupDirs } from './shim-cgroup.js';
 import { shimSocketAddress, socketPath } from './socket-address.js';
 
 /** Gives a server the listening socket and what to serve. */
@@ -35,7 +36,10 @@ export async function startShim(args: ShimArgs, handOver: HandOver): Promise<str
   // A live server of the group answers at the path: this container joins it.
   const listener = await listenExclusive(path);
   if (listener) {
+    const shimCgroup = options.runc?.shimCgroup || undefined;
     try {
+      // Checked here so that a cgroup that is not there fails `start`, as with the runc shim.
+      if (shimCgroup) shimCgroupDirs(shimCgroup);
       await handOver(listenerFd(listener), {
         namespace: args.namespace,
         id: args.id,
@@ -44,6 +48,7 @@ export async function startShim(args: ShimArgs, handOver: HandOver): Promise<str
         bundle,
         debug: args.debug,
         configPath: options.configPath,
+        shimCgroup,
       });
     } catch (err) {
       rmSync(path, { force: true });

@@ -227,9 +227,7 @@ export class RuncTaskService implements TaskService {
     const decoded = decodeTaskOptions(options);
     const config = decoded.configPath ? this.options.loadConfig(decoded.configPath) : this.options.config;
     const runc = decoded.runc;
-    // The runc shim moves itself into shim_cgroup when `start` spawns it;
-    // flint does not, and says so rather than run outside the cgroup asked for.
-    if (runc?.shimCgroup) throw new InvalidArgumentError(`runc option shim_cgroup (${JSON.stringify(runc.shimCgroup)}) is not supported by flint`);
+    // shim_cgroup is `start`'s: it had the server placed there before this Create (shim-cgroup.ts).
     return {
       binary: runc?.binaryName || config.runc.binary,
       root: runc?.root || config.runc.root,

@@ -201,6 +201,14 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
     t.same(seen, { run: { code: 7, tty: true }, exec: { code: 6, tty: true } });
   });
 
+  t.test('run --no-pivot: the client\'s create options (containerd.linux.runc.CreateOptions for flint) are taken', async (t) => {
+    const seen = await compare(t, 'no-pivot', async (runtime) => {
+      const r = await runRm(c, runtime, ['echo', 'pivot-free'], { flags: ['--no-pivot'] });
+      return { code: r.code, stdout: r.stdout.toString(), stderr: r.stderr };
+    });
+    t.same(seen, { code: 0, stdout: 'pivot-free\n', stderr: '' });
+  });
+
   t.test('an exec asking for a terminal gets one though its process spec says terminal:false', async (t) => {
     // ctr always writes the two alike, so the request goes to the shim directly.
     const seen = await compare(t, 'exec terminal from the request', async (runtime) => {
