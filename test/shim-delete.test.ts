@@ -62,6 +62,15 @@ async function recordSettings(bundle: string, binary: string): Promise<void> {
   await writeRuncSettings(bundle, { ...DEFAULT_CONFIG.runc, binary, root: runcRoot, noPivotRoot: false, noNewKeyring: false, criuPath: undefined });
 }
 
+/** A container a server created with the real runc and then died: its bundle, settings and runc state, and the init's pid. */
+async function createdByDeadServer(id: string): Promise<{ bundle: string; pid: number }> {
+  const bundle = makeBundle(id);
+  await recordSettings(bundle, REAL_RUNC);
+  created.push(id);
+  execFileSync(REAL_RUNC, ['--root', join(runcRoot, NS), 'create', '--bundle', bundle, '--pid-file', join(bundle, 'init.pid'), id], { stdio: 'ignore' });
+  return { bundle, pid: Number(readFileSync(join(bundle, 'init.pid'), 'utf8')) };
+}
+
 /** Runs `delete` as containerd does, through the installed launcher or the bundled entry point. */
 function deleteCommand(id: string, bundle: string, via: 'launcher' | 'node' = 'node'): Promise<CommandResult> {
   const args = ['-namespace', NS, '-address', join(tmp, 'containerd.sock'), '-publish-binary', '/usr/bin/containerd', '-id', id, '-bundle', bundle, 'delete'];
@@ -82,11 +91,7 @@ function checkResponse(t: Test, r: CommandResult, pid: number): containerd.task.
 
 t.test('after a dead server: runc state removed, init killed, rootfs unmounted; a second run changes nothing', async (t) => {
   const id = 'dead-server';
-  const bundle = makeBundle(id);
-  await recordSettings(bundle, REAL_RUNC);
-  created.push(id);
-  execFileSync(REAL_RUNC, ['--root', join(runcRoot, NS), 'create', '--bundle', bundle, '--pid-file', join(bundle, 'init.pid'), id], { stdio: 'ignore' });
-  const pid = Number(readFileSync(join(bundle, 'init.pid'), 'utf8'));
+  const { bundle, pid } = await createdByDeadServer(id);
   t.ok(isRunning(pid), 'the container\'s init waits in runc init');
 
   const first = await deleteCommand(id, bundle);
@@ -125,11 +130,7 @@ t.test('runc failing to delete: a warning naming runc\'s error, and the rootfs i
 
 t.test('a corrupt flint-runc.json: a warning naming the file, not a silent delete from the default runc root', async (t) => {
   const id = 'corrupt-settings';
-  const bundle = makeBundle(id);
-  await recordSettings(bundle, REAL_RUNC);
-  created.push(id);
-  execFileSync(REAL_RUNC, ['--root', join(runcRoot, NS), 'create', '--bundle', bundle, '--pid-file', join(bundle, 'init.pid'), id], { stdio: 'ignore' });
-  const pid = Number(readFileSync(join(bundle, 'init.pid'), 'utf8'));
+  const { bundle, pid } = await createdByDeadServer(id);
   writeFileSync(join(bundle, 'flint-runc.json'), '{"binary": "/usr/sbin/ru');
   const r = await deleteCommand(id, bundle);
   checkResponse(t, r, pid);
