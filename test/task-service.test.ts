@@ -116,6 +116,30 @@ function makeBundle(args: string[], edit: (spec: Record<string, any>) => void = 
   return bundle;
 }
 
+/** A spec edit: no pid namespace of its own, the container's processes live in the host's. */
+function hostPidNamespace(spec: Record<string, any>): void {
+  spec.linux.namespaces = spec.linux.namespaces.filter((ns: { type: string }) => ns.type !== 'pid');
+}
+
+/**
+ * Whether `pid` lives on or has been killed: gone, a zombie, exiting, or
+ * with SIGKILL pending (kill(2) returns before its victim has run to die).
+ */
+function fate(pid: number): 'alive' | 'killed' {
+  const SIGKILL_BIT = 1n << 8n;
+  const PF_EXITING = 0x4;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const [state, , , , , , flags] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (state === 'Z' || state === 'X' || (Number(flags) & PF_EXITING) !== 0) return 'killed';
+    const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+    const pending = [...status.matchAll(/^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$/gm)].map((m) => BigInt(`0x${m[1]}`));
+    return pending.some((mask) => (mask & SIGKILL_BIT) !== 0n) ? 'killed' : 'alive';
+  } catch {
+    return 'killed'; // gone
+  }
+}
+
 /**
  * A FIFO the test reads. Opened read-write-nonblocking first (a reader that
  * never waits for a writer) plus a writer of our own, so the reader never
@@ -357,8 +381,7 @@ t.test('every operation in the wrong state: FailedPrecondition naming op and sta
 t.test('deleting a created container that never started', async (t) => {
   // Both with and without a pid namespace of its own: without one, an init
   // exit would also trigger the kill of what it left (runc kill --all).
-  const hostPid = (spec: Record<string, any>) => (spec.linux.namespaces = spec.linux.namespaces.filter((ns: { type: string }) => ns.type !== 'pid'));
-  for (const [what, edit] of [['own pid namespace', () => {}], ['host pid namespace', hostPid]] as const) {
+  for (const [what, edit] of [['own pid namespace', () => {}], ['host pid namespace', hostPidNamespace]] as const) {
     const id = newId('nostart');
     const bundle = makeBundle(['sleep', '100'], edit);
     containers.add(id);
@@ -934,9 +957,7 @@ t.test('without its own pid namespace, the init\'s exit takes the other processe
   // As the runc shim does (ShouldKillAllOnExit): nothing may outlive the init
   // when the kernel will not kill the rest of the namespace for us.
   const id = newId('hostpid');
-  const bundle = makeBundle(['sleep', '100'], (spec) => {
-    spec.linux.namespaces = spec.linux.namespaces.filter((ns: { type: string }) => ns.type !== 'pid');
-  });
+  const bundle = makeBundle(['sleep', '100'], hostPidNamespace);
   containers.add(id);
   const { pid } = await task.create({ id, bundle, options: runcOptions });
   await task.start({ id });
@@ -957,6 +978,24 @@ t.test('without its own pid namespace, the init\'s exit takes the other processe
   const topics = eventsOf(id).map((e) => e.topic);
   t.same(topics.slice(-3), ['/tasks/exit', '/tasks/exit', '/tasks/delete'], `both exits precede delete: ${topics.join(' ')}`);
   rmSync(stdin);
+});
+
+t.test('without its own pid namespace, the init\'s exit is reported only once what it left is dead', async (t) => {
+  // The runc shim runs `runc kill --all KILL` and waits for it before
+  // SetExited: a Wait that has returned means nothing of the container runs.
+  const id = newId('hostpidbg');
+  const bundle = makeBundle(['sh', '-c', 'sleep 100 & echo $!'], hostPidNamespace);
+  const stdout = new FifoReader(`${id}.stdout`);
+  containers.add(id);
+  await task.create({ id, bundle, stdout: stdout.path, options: runcOptions });
+  const exited = task.wait({ id }, { timeoutMs: 10_000 });
+  await task.start({ id });
+  const background = Number((await stdout.waitFor('\n')).trim());
+  t.ok(background > 0, `the background child's pid was printed (${background})`);
+  t.equal((await exited).exitStatus, 0, 'the init exited on its own');
+  // Looked at as soon as Wait has answered: nothing else could kill it meanwhile.
+  t.equal(fate(background), 'killed', 'the background child has been killed when Wait returns');
+  await remove(id);
 });
 
 t.test('a second create with the same id is AlreadyExists', async (t) => {

@@ -62,10 +62,6 @@ export class Container {
   private readonly oom: OomWatcher;
   /** The init's cgroups, found at Create; Stats reads them after the init is gone too. */
   private cgroups: ProcessCgroups | undefined;
-  /** The kill of what the init left behind (see onInitExit); Delete waits for it. */
-  private killAll: Promise<void> = Promise.resolve();
-  /** Set once Delete of the container begins: runc delete kills what is left itself. */
-  private deleting = false;
   /** Set once the delete event is out: nothing about this container is published after it. */
   private deleted = false;
 
@@ -121,7 +117,10 @@ export class Container {
         await mountAll(request.rootfs.map(toMount), rootfs);
       }
       const container = new Container(ctx, request.rootfs, cleanup, request.runc, { ...request.stdio, terminal }, !hasOwnPidNamespace(spec));
-      await container.init.create(cleanup, { noPivot: request.runc.noPivotRoot, noNewKeyring: request.runc.noNewKeyring }, (exit) => container.onInitExit(exit));
+      await container.init.create(cleanup, { noPivot: request.runc.noPivotRoot, noNewKeyring: request.runc.noNewKeyring }, {
+        settle: () => container.settleInitExit(),
+        report: (exit) => ctx.events.publish(taskEvents.exit(id, id, exit)),
+      });
       container.cgroups = cgroupsOf(container.init.pid);
       // Watched from Create, so an OOM right after Start is counted from a baseline taken before it.
       container.oom.watch(container.init.pid);
@@ -150,8 +149,10 @@ export class Container {
   async start(execId: string): Promise<number> {
     if (!execId) return this.init.start();
     const exec = this.process(execId) as ExecProcess;
-    return exec.start((exit) => {
-      if (!this.deleted) this.ctx.events.publish(taskEvents.exit(this.id, execId, exit));
+    return exec.start({
+      report: (exit) => {
+        if (!this.deleted) this.ctx.events.publish(taskEvents.exit(this.id, execId, exit));
+      },
     });
   }
 
@@ -163,14 +164,7 @@ export class Container {
       this.execs.delete(execId);
       return exec.exit;
     }
-    await this.killAll;
-    this.deleting = true;
-    try {
-      await this.init.delete();
-    } catch (err) {
-      this.deleting = false;
-      throw err;
-    }
+    await this.init.delete();
     this.oom.close();
     for (const exec of this.execs.values()) await exec.delete().catch(() => {});
     this.execs.clear();
@@ -197,14 +191,17 @@ export class Container {
     return pids;
   }
 
-  private onInitExit(exit: ExitStatus): void {
+  /**
+   * What the init's death calls for before it is reported. Without its own
+   * pid namespace nothing kills the init's fellow processes when it dies;
+   * the runc shim kills them (ShouldKillAllOnExit) and waits for that before
+   * it reports the exit, so a Wait that has returned means nothing of the
+   * container runs, and so do we. (A Delete first would have skipped this:
+   * `runc delete --force` kills what is left itself.)
+   */
+  private async settleInitExit(): Promise<void> {
     this.oom.close();
-    // Without its own pid namespace nothing kills the init's fellow processes
-    // when it dies; the runc shim kills them (ShouldKillAllOnExit), so do we.
-    // Not while Delete runs: `runc delete --force` kills them, and a kill
-    // racing it would act on a container that is going away.
-    if (this.killAllOnExit && !this.deleting) this.killAll = this.ctx.runc.kill(this.id, 'KILL', { all: true }).catch(() => {});
-    this.ctx.events.publish(taskEvents.exit(this.id, this.id, exit));
+    if (this.killAllOnExit) await this.ctx.runc.kill(this.id, 'KILL', { all: true }).catch(() => {});
   }
 }
 

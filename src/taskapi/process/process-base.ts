@@ -17,6 +17,14 @@ export interface ProcessSnapshot {
   readonly exit: ExitStatus | undefined;
 }
 
+/** What the owner of a process does with its exit. */
+export interface ExitHandler {
+  /** What must be done before the exit is reported, e.g. killing what the process left behind; never rejects. */
+  readonly settle?: () => Promise<void>;
+  /** Publishes the exit. */
+  readonly report: (exit: ExitStatus) => void;
+}
+
 /** A pty master as the shim holds it: the stream and the fd resize needs. */
 export interface ConsoleHandle {
   readonly stream: Duplex;
@@ -68,7 +76,7 @@ export abstract class ProcessBase<Op extends string> {
    * Records the exit the reaper saw. Output copies keep running until they
    * drain; Delete waits for them.
    */
-  setExited(exit: ExitStatus): void {
+  private setExited(exit: ExitStatus): void {
     if (this.exitValue) return;
     this.exitValue = exit;
     if (!this.machine.is('deleted')) this.machine.transition('stopped');
@@ -76,14 +84,21 @@ export abstract class ProcessBase<Op extends string> {
   }
 
   /**
-   * Records the exit and hands it to `onExit`, unless the process was
-   * deleted first: Delete of a created process kills it (`runc delete
-   * --force`), and that death must not surface after the delete event.
+   * Handles the exit the reaper saw as one more operation of the process,
+   * under its lock: after a Start in flight has announced the process, and
+   * before a Delete in line. `settle` runs first, then Wait answers and
+   * `report` publishes, as the runc shim reports an exit only once it has
+   * done what the exit calls for. A process deleted first (Delete of a
+   * created process kills it) has its exit recorded but not reported: that
+   * death must not surface after the delete event.
    */
-  protected exitSeen(exit: ExitStatus, onExit: (exit: ExitStatus) => void): void {
-    const deleted = this.machine.is('deleted');
-    this.setExited(exit);
-    if (!deleted) onExit(exit);
+  protected exitSeen(exit: ExitStatus, handler: ExitHandler): Promise<void> {
+    return this.lock.run(async () => {
+      const deleted = this.machine.is('deleted');
+      if (!deleted) await handler.settle?.();
+      this.setExited(exit);
+      if (!deleted) handler.report(exit);
+    });
   }
 
   async resize(width: number, height: number): Promise<void> {
