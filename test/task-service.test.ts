@@ -998,6 +998,36 @@ t.test('without its own pid namespace, the init\'s exit is reported only once wh
   await remove(id);
 });
 
+t.test('when the init dies, the exits of its execs are reported before its own', async (t) => {
+  // containerd takes the init's exit as the container's end: an exec exit
+  // after it would be about a task already gone. Both with its own pid
+  // namespace (the kernel kills the execs) and without (runc kill --all).
+  for (const [what, edit] of [['own pid namespace', () => {}], ['host pid namespace', hostPidNamespace]] as const) {
+    const id = newId('execorder');
+    containers.add(id);
+    await task.create({ id, bundle: makeBundle(['sleep', '100'], edit), options: runcOptions });
+    await task.start({ id });
+    const execIds = ['a', 'b', 'c'];
+    const execWaits: Promise<unknown>[] = [];
+    const execsDone = new Set<string>();
+    for (const execId of execIds) {
+      await task.exec({ id, execId, spec: processSpec(['sleep', '100']) });
+      execWaits.push(task.wait({ id, execId }, { timeoutMs: 10_000 }).then(() => execsDone.add(execId)));
+      await task.start({ id, execId });
+    }
+    await task.kill({ id, signal: 9 });
+    t.equal((await task.wait({ id }, { timeoutMs: 10_000 })).exitStatus, 137, `${what}: the init was killed`);
+    t.same([...execsDone].sort(), execIds, `${what}: every exec's Wait had answered before the init's`);
+    await Promise.all(execWaits);
+    const exits = eventsOf(id)
+      .filter((e) => e.topic === '/tasks/exit')
+      .map((e) => containerd.events.TaskExit.decode(e.event.value).id);
+    t.equal(exits.at(-1), id, `${what}: the init's exit comes last (${exits.join(' ')})`);
+    t.same(exits.slice(0, -1).sort(), execIds, `${what}: before it, one exit per exec`);
+    await remove(id);
+  }
+});
+
 t.test('a second create with the same id is AlreadyExists', async (t) => {
   const c = await create('dup', ['sleep', '100']);
   await expectError(t, task.create({ id: c.id, bundle: makeBundle(['true']), options: runcOptions }), Code.AlreadyExists, `container ${c.id}: already exists`, 'duplicate create');

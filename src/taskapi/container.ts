@@ -62,6 +62,8 @@ export class Container {
   private readonly oom: OomWatcher;
   /** The init's cgroups, found at Create; Stats reads them after the init is gone too. */
   private cgroups: ProcessCgroups | undefined;
+  /** One promise per exec started and not yet reported exited; the init's exit is reported after them. */
+  private readonly liveExecs = new Set<Promise<unknown>>();
   /** Set once the delete event is out: nothing about this container is published after it. */
   private deleted = false;
 
@@ -149,11 +151,15 @@ export class Container {
   async start(execId: string): Promise<number> {
     if (!execId) return this.init.start();
     const exec = this.process(execId) as ExecProcess;
-    return exec.start({
+    const started = exec.start({
       report: (exit) => {
         if (!this.deleted) this.ctx.events.publish(taskEvents.exit(this.id, execId, exit));
       },
     });
+    // Wait answers right after the exit event, in the same step (exitSeen).
+    const live = started.then(() => exec.wait(), () => undefined).finally(() => this.liveExecs.delete(live));
+    this.liveExecs.add(live);
+    return started;
   }
 
   /** Deletes an exec, or the container itself (init) with all it set up. */
@@ -196,12 +202,17 @@ export class Container {
    * pid namespace nothing kills the init's fellow processes when it dies;
    * the runc shim kills them (ShouldKillAllOnExit) and waits for that before
    * it reports the exit, so a Wait that has returned means nothing of the
-   * container runs, and so do we. (A Delete first would have skipped this:
-   * `runc delete --force` kills what is left itself.)
+   * container runs, and so do we. Then, as the runc shim does, the exits of
+   * the execs go out first: containerd takes the init's exit for the end of
+   * the task. The execs are dead or dying by then (killed with the pid
+   * namespace, or just now), so this wait is short. (A Delete first would
+   * have skipped all this: `runc delete --force` kills what is left itself.)
    */
   private async settleInitExit(): Promise<void> {
     this.oom.close();
     if (this.killAllOnExit) await this.ctx.runc.kill(this.id, 'KILL', { all: true }).catch(() => {});
+    // An exec whose start was in flight joins the set before its start settles.
+    while (this.liveExecs.size > 0) await Promise.all(this.liveExecs);
   }
 }
 
