@@ -42,6 +42,8 @@ export class ExecProcess extends ProcessBase<ExecOp> {
     return this.lock.run(async () => {
       this.machine.assert('start');
       const { runc, containerId } = this.ctx;
+      // Watched from before runc runs: the process may die before its pid file is read.
+      const exits = this.ctx.reaper.watchExits();
       try {
         const io = await openProcessIO(this.stdio, { id: containerId, namespace: this.ctx.namespace }, this.ctx.ioOwner);
         this.io = io;
@@ -57,12 +59,14 @@ export class ExecProcess extends ProcessBase<ExecOp> {
         io.releaseProcessEnds();
         if (this.console) io.attachConsole(this.console.stream);
         this.pidValue = await readPidFile(this.pidFile);
+        void exits.wait(this.pidValue).then((exit) => this.exitSeen(exit, onExit));
       } catch (err) {
         return this.cleanup.unwind(err);
+      } finally {
+        exits.close();
       }
       this.machine.transition('running');
       this.ctx.events.publish(taskEvents.execStarted(containerId, this.execId, this.pidValue));
-      void this.ctx.reaper.wait(this.pidValue).then((exit) => this.exitSeen(exit, onExit));
       return this.pidValue;
     });
   }

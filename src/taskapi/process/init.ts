@@ -53,18 +53,24 @@ export class InitProcess extends ProcessBase<InitOp> {
 
     const createOptions = { bundle, pidFile: this.pidFile, stdio: io.stdio, noPivot: options.noPivot ?? false, noNewKeyring: options.noNewKeyring ?? false };
     const what = 'OCI runtime create failed';
-    if (this.stdio.terminal) {
-      this.console = await withConsoleSocket((consoleSocket) => runtimeStep(what, runc.create(id, { ...createOptions, consoleSocket })));
-    } else {
-      await runtimeStep(what, runc.create(id, createOptions));
-    }
-    // Delete runs `runc delete` itself; the stack's copy is for the paths that never get there.
-    cleanup.push('runc container', () => (this.runcDeleted ? undefined : runc.delete(id, { force: true }).catch(ignoreNotFound)));
-    io.releaseProcessEnds();
-    if (this.console) io.attachConsole(this.console.stream);
+    // Watched from before runc runs: the process may die before its pid file is read.
+    const exits = this.ctx.reaper.watchExits();
+    try {
+      if (this.stdio.terminal) {
+        this.console = await withConsoleSocket((consoleSocket) => runtimeStep(what, runc.create(id, { ...createOptions, consoleSocket })));
+      } else {
+        await runtimeStep(what, runc.create(id, createOptions));
+      }
+      // Delete runs `runc delete` itself; the stack's copy is for the paths that never get there.
+      cleanup.push('runc container', () => (this.runcDeleted ? undefined : runc.delete(id, { force: true }).catch(ignoreNotFound)));
+      io.releaseProcessEnds();
+      if (this.console) io.attachConsole(this.console.stream);
 
-    this.pidValue = await readPidFile(this.pidFile);
-    void this.ctx.reaper.wait(this.pidValue).then((exit) => this.exitSeen(exit, onExit));
+      this.pidValue = await readPidFile(this.pidFile);
+      void exits.wait(this.pidValue).then((exit) => this.exitSeen(exit, onExit));
+    } finally {
+      exits.close();
+    }
   }
 
   start(): Promise<number> {
