@@ -1,12 +1,13 @@
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync, type Dirent } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync, writeSync, type Dirent } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_CONFIG, loadConfig } from '../src/config/config.js';
 import { containerd, io, TaskClient, TaskDescriptor } from '../src/generated/index.js';
+import { mkfifo, pipe, setNonblocking, unreadBytes } from '../src/native/fd.js';
 import { Reaper, zombieChildren } from '../src/sys/reaper.js';
 import { cgroupsOf, isUnified } from '../src/taskapi/cgroup.js';
 import type { EventPublisher, TaskEvent } from '../src/taskapi/events.js';
@@ -39,7 +40,14 @@ const reaper = Reaper.get();
 
 /** (namespace, topic, event) in publish order. */
 const events: { namespace: string; topic: string; event: TaskEvent }[] = [];
-const recorder: EventPublisher = { publish: (namespace, event) => void events.push({ namespace, topic: event.topic, event }) };
+/** Called with each event as it is published, for a look at the world at that moment. */
+const onPublish = new Set<(event: TaskEvent) => void>();
+const recorder: EventPublisher = {
+  publish: (namespace, event) => {
+    events.push({ namespace, topic: event.topic, event });
+    for (const look of onPublish) look(event);
+  },
+};
 
 /** How often the service asked the server to end. */
 let shutdowns = 0;
@@ -799,6 +807,106 @@ t.test('a slow client gets a terminal\'s whole output, through Delete', async (t
   t.equal(reader.consumed, expected, 'every byte the process wrote to its terminal reached the client');
   rmSync(stdout);
 });
+
+t.test('an exit is reported once the client has read what the process wrote before it', async (t) => {
+  // containerd 1.6's CRI closes its FIFO readers when it learns of the exit;
+  // what they have not read by then is lost from the container's log. So by
+  // the time Wait answers and /tasks/exit is published, the FIFO must hold
+  // nothing unread, with the client reading at its own pace (as containerd
+  // does). seq 1 200000 writes 1,288,895 bytes and exits at once.
+  const args = ['seq', '1', '200000'];
+
+  /** A FIFO read at 6.4 MB/s at most, and how much it held unread when the exit of `id`/`execId` was published. */
+  function pacedFifo(id: string, execId: string): { path: string; unread: () => number; unreadAtExitEvent: () => number | undefined } {
+    const path = join(tmp, `${id}.${execId || 'init'}.stdout`);
+    mkfifo(path);
+    const socket = new net.Socket({ fd: openSync(path, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+    const keepAlive = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+    const reader = new SlowReader(socket, 64 * 1024, 10);
+    let atExit: number | undefined;
+    const look = (event: TaskEvent) => {
+      if (event.topic !== '/tasks/exit') return;
+      const exit = containerd.events.TaskExit.decode(event.value);
+      if (exit.containerId === id && exit.id === (execId || id)) atExit = unreadBytes(keepAlive);
+    };
+    onPublish.add(look);
+    t.teardown(() => {
+      onPublish.delete(look);
+      reader.stop();
+      socket.destroy();
+      closeSync(keepAlive);
+      rmSync(path, { force: true });
+    });
+    return { path, unread: () => unreadBytes(keepAlive), unreadAtExitEvent: () => atExit };
+  }
+
+  const id = newId('outputread');
+  const initOut = pacedFifo(id, '');
+  containers.add(id);
+  await task.create({ id, bundle: makeBundle(args), stdout: initOut.path, options: runcOptions });
+  const initExit = task.wait({ id }, { timeoutMs: 30_000 });
+  await task.start({ id });
+  t.equal((await initExit).exitStatus, 0, 'init: exited');
+  const initUnread = [initOut.unread(), initOut.unreadAtExitEvent()];
+  t.same(initUnread, [0, 0], `init: nothing left unread in the FIFO when Wait answers, nor when the exit event was published (${initUnread.join(', ')} bytes)`);
+  await remove(id);
+
+  const c = await create('outputreadexec', ['sleep', '100']);
+  await task.start({ id: c.id });
+  const execOut = pacedFifo(c.id, 'seq');
+  await task.exec({ id: c.id, execId: 'seq', spec: processSpec(args), stdout: execOut.path });
+  const execExit = task.wait({ id: c.id, execId: 'seq' }, { timeoutMs: 30_000 });
+  await task.start({ id: c.id, execId: 'seq' });
+  t.equal((await execExit).exitStatus, 0, 'exec: exited');
+  const execUnread = [execOut.unread(), execOut.unreadAtExitEvent()];
+  t.same(execUnread, [0, 0], `exec: nothing left unread in the FIFO when Wait answers, nor when the exit event was published (${execUnread.join(', ')} bytes)`);
+  await task.delete({ id: c.id, execId: 'seq' });
+  await remove(c.id);
+});
+
+t.test('a client that reads nothing does not hold an exit back, and its FIFO keeps the kernel\'s size', async (t) => {
+  const id = newId('noreader');
+  const path = join(tmp, `${id}.stdout`);
+  mkfifo(path);
+  const readEnd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const writeEnd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+  t.teardown(() => {
+    closeSync(readEnd);
+    closeSync(writeEnd);
+    rmSync(path, { force: true });
+  });
+  containers.add(id);
+  await task.create({ id, bundle: makeBundle(['seq', '1', '1000']), stdout: path, options: runcOptions });
+  // As under the runc shim, which does not grow pipes: what a client that
+  // stops reading at the exit can lose is at most a default pipe's worth.
+  const [freshRead, freshWrite] = pipe();
+  setNonblocking(freshWrite, true);
+  const defaultSize = fillUntilFull(freshWrite);
+  [freshRead, freshWrite].forEach((fd) => closeSync(fd));
+  t.equal(fillUntilFull(writeEnd), defaultSize, `the output FIFO holds what a new pipe holds (${defaultSize} bytes)`);
+  while (unreadBytes(readEnd) > 0) readSync(readEnd, Buffer.alloc(65536));
+
+  const waiting = task.wait({ id }, { timeoutMs: 30_000 });
+  await task.start({ id });
+  t.equal((await waiting).exitStatus, 0, 'the exit is reported');
+  const written = Array.from({ length: 1000 }, (_, i) => `${i + 1}\n`).join('').length;
+  t.equal(unreadBytes(readEnd), written, 'with the output still unread: nobody reads it');
+  await remove(id);
+});
+
+/** Writes to a non-blocking pipe or FIFO until it takes no more; returns how much it took. */
+function fillUntilFull(fd: number): number {
+  const page = Buffer.alloc(4096);
+  let total = 0;
+  for (;;) {
+    try {
+      total += writeSync(fd, page);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return total;
+      throw err;
+    }
+  }
+}
 
 t.test('runc option shim_cgroup is refused by name, and nothing is left', async (t) => {
   const id = newId('shimcg');
