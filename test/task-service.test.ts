@@ -645,7 +645,9 @@ t.test('stats: the metrics type containerd expects for the host\'s cgroups, with
   const bundle = makeBundle(['sleep', '100'], (spec) => (spec.linux.resources = { ...spec.linux.resources, memory: { limit }, pids: { limit: 20 } }));
   containers.add(id);
   await task.create({ id, bundle, options: runcOptions });
-  await task.start({ id });
+  const { pid } = await task.start({ id });
+  // Start answers once runc has let the init go; until it has exec'd sleep it is still runc init, with its threads in pids.current.
+  while (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'sleep') await new Promise((resolve) => setTimeout(resolve, 10));
   const running = (await task.stats({ id })).stats!;
   t.equal(running.typeUrl, isUnified() ? 'io.containerd.cgroups.v2.Metrics' : 'io.containerd.cgroups.v1.Metrics', 'the type URL containerd decodes by');
   const ours = metricsOf(running);
