@@ -1,6 +1,7 @@
 // Plain fd calls: pipes, FIFOs and O_NONBLOCK.
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 
 #include <string>
@@ -57,9 +58,19 @@ static Napi::Value SetPipeSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, set);
 }
 
+// FIONREAD: the bytes a pipe or FIFO holds that no reader has taken yet.
+static Napi::Value UnreadBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  int unread = 0;
+  if (ioctl(fd, FIONREAD, &unread) != 0) ThrowErrno(env, errno, "ioctl");
+  return Napi::Number::New(env, unread);
+}
+
 void InitFd(Napi::Env env, Napi::Object exports, Napi::Object) {
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
   exports.Set("setPipeSize", Napi::Function::New(env, SetPipeSize, "setPipeSize"));
+  exports.Set("unreadBytes", Napi::Function::New(env, UnreadBytes, "unreadBytes"));
   exports.Set("mkfifo", Napi::Function::New(env, Mkfifo, "mkfifo"));
   exports.Set("setNonblocking", Napi::Function::New(env, SetNonblocking, "setNonblocking"));
 }

@@ -23,6 +23,7 @@ fi
 if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --no-audit --no-fund
 fi
-if [[ ! -f build/Release/flint.node ]]; then
+# Also after a pull that changed the addon's sources: a stale addon lacks new functions.
+if [[ ! -f build/Release/flint.node ]] || [[ -n "$(find native binding.gyp -newer build/Release/flint.node -print -quit)" ]]; then
   npx node-gyp rebuild
 fi

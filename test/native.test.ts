@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { EFD_CLOEXEC, EFD_NONBLOCK, eventfd, readEventfd, writeEventfd } from '../src/native/eventfd.js';
-import { pipe, setNonblocking } from '../src/native/fd.js';
+import { pipe, setNonblocking, unreadBytes } from '../src/native/fd.js';
 import { receiveFdFromSocket, recvFd, sendFd } from '../src/native/fdpass.js';
 import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REMOUNT, mount, umount2 } from '../src/native/mount.js';
 import { peerCred } from '../src/native/peercred.js';
@@ -105,6 +105,18 @@ t.test('subreaper: a signal death is reported as 128 + signal', async (t) => {
 
 t.test('waitpidNoHang on a pid that is not our child throws ECHILD', async (t) => {
   t.throws(() => waitpidNoHang(1), { code: 'ECHILD', errno: -10 });
+});
+
+t.test('unreadBytes: what a pipe holds that its reader has not taken', async (t) => {
+  const [r, w] = pipe();
+  t.teardown(() => [r, w].forEach(closeQuietly));
+  t.equal(unreadBytes(r), 0, 'an empty pipe');
+  writeSync(w, Buffer.alloc(3000, 1));
+  t.equal(unreadBytes(r), 3000, 'what was written');
+  t.equal(unreadBytes(w), 3000, 'seen from the write end too');
+  readSync(r, Buffer.alloc(1000));
+  t.equal(unreadBytes(r), 2000, 'less what was read');
+  t.throws(() => unreadBytes(1_000_000), { code: 'EBADF', syscall: 'ioctl' });
 });
 
 t.test('fd passing over a socketpair carries the same pipe', async (t) => {

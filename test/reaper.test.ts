@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -82,6 +82,7 @@ t.test('one reaper per process', (t) => {
 });
 
 t.test('wait() gets a reparented grandchild exit status', async (t) => {
+  const before = Date.now();
   const { code, printed } = await launch('sh -c "sleep 0.3; exit 7" >/dev/null & echo $!; exit 0');
   t.equal(code, 0, 'the intermediate shell exited on its own');
   const [pid] = printed;
@@ -91,7 +92,7 @@ t.test('wait() gets a reparented grandchild exit status', async (t) => {
   t.equal(exit.pid, pid);
   t.equal(exit.status, 7);
   t.type(exit.exitedAt, Date);
-  t.ok(Math.abs(Date.now() - exit.exitedAt.getTime()) < 5_000, 'exitedAt is now-ish');
+  t.ok(exit.exitedAt.getTime() >= before + 300 && exit.exitedAt.getTime() <= Date.now(), 'exitedAt is when it exited: after its sleep, before we heard');
   t.equal(state(pid!), undefined, 'and it is gone: no zombie');
 });
 
@@ -103,13 +104,15 @@ t.test('many waiters on one pid all get the exit', async (t) => {
 });
 
 t.test('an exit before wait() is not lost', async (t) => {
-  t.test('reaped by the stray scan, then claimed', async (t) => {
+  t.test('reaped by the stray scan while a start is watched, then claimed through the watch', async (t) => {
+    const watch = reaper.watchExits();
+    t.teardown(() => watch.close());
     const { printed } = await launch('sh -c "sleep 0.1; exit 5" >/dev/null & echo $!; exit 0');
     const pid = printed[0]!;
     // Longer than the stray scan delay: the zombie is reaped and its exit kept.
-    for (let i = 0; i < 50 && state(pid) !== undefined; i++) await sleep(50);
+    await reapedByStrayScan(pid);
     t.equal(state(pid), undefined, 'reaped although nobody was waiting');
-    const exit = await within(1_000, reaper.wait(pid), 'buffered exit');
+    const exit = await within(1_000, watch.wait(pid), 'kept exit');
     t.equal(exit.status, 5);
     t.equal(exit.pid, pid);
   });
@@ -126,6 +129,58 @@ t.test('an exit before wait() is not lost', async (t) => {
     t.equal(exit.status, 6);
   });
 });
+
+t.test('an exit nobody claimed never goes to a later process with the same pid', async (t) => {
+  // A stray reaped with no start watching (a daemon a container left, say):
+  // its exit must not be the exit of whatever gets its pid next, such as a
+  // runc the shim runs, or a container's init.
+  const { printed } = await launch('sh -c "sleep 0.1; exit 5" >/dev/null & echo $!; exit 0');
+  const pid = printed[0]!;
+  await reapedByStrayScan(pid);
+  t.equal(state(pid), undefined, 'reaped by the stray scan');
+  const reused = await spawnWithPid(pid, 'exit 3');
+  t.equal(reused.pid, pid, 'a new process got the same pid');
+  t.equal(await within(5_000, reused.exit, 'the new process exit'), 3, 'its own exit status, not the stray\'s');
+});
+
+t.test('a watch hands out only exits reaped while it was open', async (t) => {
+  const { printed } = await launch('sh -c "sleep 0.1; exit 5" >/dev/null & echo $!; exit 0');
+  const pid = printed[0]!;
+  await reapedByStrayScan(pid);
+  const watch = reaper.watchExits();
+  t.teardown(() => watch.close());
+  const reused = await spawnWithPid(pid, 'sleep 0.2; exit 8');
+  // Asked for by pid, as a start does once runc has written the pid file.
+  t.equal((await within(5_000, watch.wait(pid), 'the exit of the new process')).status, 8);
+  await reused.exit;
+});
+
+/** Waits (bounded) until the stray scan has reaped `pid`. */
+async function reapedByStrayScan(pid: number): Promise<void> {
+  for (let i = 0; i < 60 && state(pid) !== undefined; i++) await sleep(50);
+}
+
+/** A process started by spawnWithPid, and its exit code to come. */
+interface Spawned {
+  readonly pid: number | undefined;
+  readonly exit: Promise<number | null>;
+}
+
+/**
+ * Starts `sh -c script` through the reaper with the pid `pid`, by setting
+ * the kernel's last-allocated pid just below it; another process forking at
+ * that moment takes it first, so it retries.
+ */
+async function spawnWithPid(pid: number, script: string): Promise<Spawned> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+    const child = reaper.spawnHelper('sh', ['-c', script], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const spawned = { pid: child.pid, exit: new Promise<number | null>((resolve) => child.once('exit', (code: number | null) => resolve(code))) };
+    if (spawned.pid === pid) return spawned;
+    await spawned.exit;
+  }
+  throw new Error(`could not get pid ${pid} for a new process`);
+}
 
 t.test('a signal death reports 128+signal', async (t) => {
   for (const [signal, number] of [

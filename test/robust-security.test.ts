@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import type { ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { Server } from '../src/ttrpc/server.js';
 import { requireSameUser } from '../src/ttrpc/unix-creds.js';
 import { agentCreateRequest, failure, inNamespace, withAgentClient } from './harness/agent-client.js';
 import { startAgent, type AgentHandle } from './harness/flint-agent.js';
-import { busyboxRootfs, CONTAINER_PATH, RUNTIMES, SHIM_SOCKET_DIR, shimSocketPath, startContainerd, type Containerd } from './harness/index.js';
+import { busyboxRootfs, CONTAINER_PATH, RUNTIMES, SHIM_SOCKET_DIR, shimSocketPath, spawnWithExactEnv, startContainerd, type Containerd } from './harness/index.js';
 import { mountsUnder } from './harness/procfs.js';
 import { AGENT_API_PORT, RawConnection, requestFrame } from './harness/raw-ttrpc.js';
 import { shimSocketOf, taskClientAt } from './harness/shim-server.js';
@@ -92,13 +93,13 @@ setTimeout(() => report({ timeout: true }), 5000);
 /** Connects to `path` from a process running as uid/gid 65534 and sends `bytes`. */
 function connectAsNobody(path: string, bytes: Buffer): Promise<PeerOutcome> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', PEER_SCRIPT, path, bytes.toString('hex')], {
+    // Nothing of the checkout's: it may sit where uid 65534 cannot go.
+    const child = spawnWithExactEnv(process.execPath, ['-e', PEER_SCRIPT, path, bytes.toString('hex')], { PATH: '/usr/bin:/bin' }, {
       uid: NOBODY,
       gid: NOBODY,
       cwd: '/',
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
       stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    }) as ChildProcessByStdio<null, Readable, Readable>;
     let out = '';
     let err = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));

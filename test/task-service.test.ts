@@ -1,13 +1,14 @@
 import t, { type Test } from 'tap';
 import pino from 'pino';
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync, type Dirent } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync, writeSync, type Dirent } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_CONFIG, loadConfig } from '../src/config/config.js';
 import { containerd, io, TaskClient, TaskDescriptor } from '../src/generated/index.js';
+import { mkfifo, pipe, setNonblocking, unreadBytes } from '../src/native/fd.js';
 import { Reaper, zombieChildren } from '../src/sys/reaper.js';
 import { cgroupsOf, isUnified } from '../src/taskapi/cgroup.js';
 import type { EventPublisher, TaskEvent } from '../src/taskapi/events.js';
@@ -40,7 +41,14 @@ const reaper = Reaper.get();
 
 /** (namespace, topic, event) in publish order. */
 const events: { namespace: string; topic: string; event: TaskEvent }[] = [];
-const recorder: EventPublisher = { publish: (namespace, event) => void events.push({ namespace, topic: event.topic, event }) };
+/** Called with each event as it is published, for a look at the world at that moment. */
+const onPublish = new Set<(event: TaskEvent) => void>();
+const recorder: EventPublisher = {
+  publish: (namespace, event) => {
+    events.push({ namespace, topic: event.topic, event });
+    for (const look of onPublish) look(event);
+  },
+};
 
 /** How often the service asked the server to end. */
 let shutdowns = 0;
@@ -116,6 +124,30 @@ function makeBundle(args: string[], edit: (spec: Record<string, any>) => void = 
   edit(spec);
   writeFileSync(file, JSON.stringify(spec, null, 2));
   return bundle;
+}
+
+/** A spec edit: no pid namespace of its own, the container's processes live in the host's. */
+function hostPidNamespace(spec: Record<string, any>): void {
+  spec.linux.namespaces = spec.linux.namespaces.filter((ns: { type: string }) => ns.type !== 'pid');
+}
+
+/**
+ * Whether `pid` lives on or has been killed: gone, a zombie, exiting, or
+ * with SIGKILL pending (kill(2) returns before its victim has run to die).
+ */
+function fate(pid: number): 'alive' | 'killed' {
+  const SIGKILL_BIT = 1n << 8n;
+  const PF_EXITING = 0x4;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const [state, , , , , , flags] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (state === 'Z' || state === 'X' || (Number(flags) & PF_EXITING) !== 0) return 'killed';
+    const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+    const pending = [...status.matchAll(/^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$/gm)].map((m) => BigInt(`0x${m[1]}`));
+    return pending.some((mask) => (mask & SIGKILL_BIT) !== 0n) ? 'killed' : 'alive';
+  } catch {
+    return 'killed'; // gone
+  }
 }
 
 /**
@@ -359,8 +391,7 @@ t.test('every operation in the wrong state: FailedPrecondition naming op and sta
 t.test('deleting a created container that never started', async (t) => {
   // Both with and without a pid namespace of its own: without one, an init
   // exit would also trigger the kill of what it left (runc kill --all).
-  const hostPid = (spec: Record<string, any>) => (spec.linux.namespaces = spec.linux.namespaces.filter((ns: { type: string }) => ns.type !== 'pid'));
-  for (const [what, edit] of [['own pid namespace', () => {}], ['host pid namespace', hostPid]] as const) {
+  for (const [what, edit] of [['own pid namespace', () => {}], ['host pid namespace', hostPidNamespace]] as const) {
     const id = newId('nostart');
     const bundle = makeBundle(['sleep', '100'], edit);
     containers.add(id);
@@ -616,7 +647,9 @@ t.test('stats: the metrics type containerd expects for the host\'s cgroups, with
   const bundle = makeBundle(['sleep', '100'], (spec) => (spec.linux.resources = { ...spec.linux.resources, memory: { limit }, pids: { limit: 20 } }));
   containers.add(id);
   await task.create({ id, bundle, options: runcOptions });
-  await task.start({ id });
+  const { pid } = await task.start({ id });
+  // Start answers once runc has let the init go; until it has exec'd sleep it is still runc init, with its threads in pids.current.
+  while (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'sleep') await new Promise((resolve) => setTimeout(resolve, 10));
   const running = (await task.stats({ id })).stats!;
   t.equal(running.typeUrl, isUnified() ? 'io.containerd.cgroups.v2.Metrics' : 'io.containerd.cgroups.v1.Metrics', 'the type URL containerd decodes by');
   const ours = metricsOf(running);
@@ -779,6 +812,106 @@ t.test('a slow client gets a terminal\'s whole output, through Delete', async (t
   rmSync(stdout);
 });
 
+t.test('an exit is reported once the client has read what the process wrote before it', async (t) => {
+  // containerd 1.6's CRI closes its FIFO readers when it learns of the exit;
+  // what they have not read by then is lost from the container's log. So by
+  // the time Wait answers and /tasks/exit is published, the FIFO must hold
+  // nothing unread, with the client reading at its own pace (as containerd
+  // does). seq 1 200000 writes 1,288,895 bytes and exits at once.
+  const args = ['seq', '1', '200000'];
+
+  /** A FIFO read at 6.4 MB/s at most, and how much it held unread when the exit of `id`/`execId` was published. */
+  function pacedFifo(id: string, execId: string): { path: string; unread: () => number; unreadAtExitEvent: () => number | undefined } {
+    const path = join(tmp, `${id}.${execId || 'init'}.stdout`);
+    mkfifo(path);
+    const socket = new net.Socket({ fd: openSync(path, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+    const keepAlive = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+    const reader = new SlowReader(socket, 64 * 1024, 10);
+    let atExit: number | undefined;
+    const look = (event: TaskEvent) => {
+      if (event.topic !== '/tasks/exit') return;
+      const exit = containerd.events.TaskExit.decode(event.value);
+      if (exit.containerId === id && exit.id === (execId || id)) atExit = unreadBytes(keepAlive);
+    };
+    onPublish.add(look);
+    t.teardown(() => {
+      onPublish.delete(look);
+      reader.stop();
+      socket.destroy();
+      closeSync(keepAlive);
+      rmSync(path, { force: true });
+    });
+    return { path, unread: () => unreadBytes(keepAlive), unreadAtExitEvent: () => atExit };
+  }
+
+  const id = newId('outputread');
+  const initOut = pacedFifo(id, '');
+  containers.add(id);
+  await task.create({ id, bundle: makeBundle(args), stdout: initOut.path, options: runcOptions });
+  const initExit = task.wait({ id }, { timeoutMs: 30_000 });
+  await task.start({ id });
+  t.equal((await initExit).exitStatus, 0, 'init: exited');
+  const initUnread = [initOut.unread(), initOut.unreadAtExitEvent()];
+  t.same(initUnread, [0, 0], `init: nothing left unread in the FIFO when Wait answers, nor when the exit event was published (${initUnread.join(', ')} bytes)`);
+  await remove(id);
+
+  const c = await create('outputreadexec', ['sleep', '100']);
+  await task.start({ id: c.id });
+  const execOut = pacedFifo(c.id, 'seq');
+  await task.exec({ id: c.id, execId: 'seq', spec: processSpec(args), stdout: execOut.path });
+  const execExit = task.wait({ id: c.id, execId: 'seq' }, { timeoutMs: 30_000 });
+  await task.start({ id: c.id, execId: 'seq' });
+  t.equal((await execExit).exitStatus, 0, 'exec: exited');
+  const execUnread = [execOut.unread(), execOut.unreadAtExitEvent()];
+  t.same(execUnread, [0, 0], `exec: nothing left unread in the FIFO when Wait answers, nor when the exit event was published (${execUnread.join(', ')} bytes)`);
+  await task.delete({ id: c.id, execId: 'seq' });
+  await remove(c.id);
+});
+
+t.test('a client that reads nothing does not hold an exit back, and its FIFO keeps the kernel\'s size', async (t) => {
+  const id = newId('noreader');
+  const path = join(tmp, `${id}.stdout`);
+  mkfifo(path);
+  const readEnd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const writeEnd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+  t.teardown(() => {
+    closeSync(readEnd);
+    closeSync(writeEnd);
+    rmSync(path, { force: true });
+  });
+  containers.add(id);
+  await task.create({ id, bundle: makeBundle(['seq', '1', '1000']), stdout: path, options: runcOptions });
+  // As under the runc shim, which does not grow pipes: what a client that
+  // stops reading at the exit can lose is at most a default pipe's worth.
+  const [freshRead, freshWrite] = pipe();
+  setNonblocking(freshWrite, true);
+  const defaultSize = fillUntilFull(freshWrite);
+  [freshRead, freshWrite].forEach((fd) => closeSync(fd));
+  t.equal(fillUntilFull(writeEnd), defaultSize, `the output FIFO holds what a new pipe holds (${defaultSize} bytes)`);
+  while (unreadBytes(readEnd) > 0) readSync(readEnd, Buffer.alloc(65536));
+
+  const waiting = task.wait({ id }, { timeoutMs: 30_000 });
+  await task.start({ id });
+  t.equal((await waiting).exitStatus, 0, 'the exit is reported');
+  const written = Array.from({ length: 1000 }, (_, i) => `${i + 1}\n`).join('').length;
+  t.equal(unreadBytes(readEnd), written, 'with the output still unread: nobody reads it');
+  await remove(id);
+});
+
+/** Writes to a non-blocking pipe or FIFO until it takes no more; returns how much it took. */
+function fillUntilFull(fd: number): number {
+  const page = Buffer.alloc(4096);
+  let total = 0;
+  for (;;) {
+    try {
+      total += writeSync(fd, page);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return total;
+      throw err;
+    }
+  }
+}
+
 t.test('runc option shim_cgroup is left to start, which placed the server: Create goes ahead', async (t) => {
   const id = newId('shimcg');
   containers.add(id);
@@ -935,9 +1068,7 @@ t.test('without its own pid namespace, the init\'s exit takes the other processe
   // As the runc shim does (ShouldKillAllOnExit): nothing may outlive the init
   // when the kernel will not kill the rest of the namespace for us.
   const id = newId('hostpid');
-  const bundle = makeBundle(['sleep', '100'], (spec) => {
-    spec.linux.namespaces = spec.linux.namespaces.filter((ns: { type: string }) => ns.type !== 'pid');
-  });
+  const bundle = makeBundle(['sleep', '100'], hostPidNamespace);
   containers.add(id);
   const { pid } = await task.create({ id, bundle, options: runcOptions });
   await task.start({ id });
@@ -958,6 +1089,54 @@ t.test('without its own pid namespace, the init\'s exit takes the other processe
   const topics = eventsOf(id).map((e) => e.topic);
   t.same(topics.slice(-3), ['/tasks/exit', '/tasks/exit', '/tasks/delete'], `both exits precede delete: ${topics.join(' ')}`);
   rmSync(stdin);
+});
+
+t.test('without its own pid namespace, the init\'s exit is reported only once what it left is dead', async (t) => {
+  // The runc shim runs `runc kill --all KILL` and waits for it before
+  // SetExited: a Wait that has returned means nothing of the container runs.
+  const id = newId('hostpidbg');
+  const bundle = makeBundle(['sh', '-c', 'sleep 100 & echo $!'], hostPidNamespace);
+  const stdout = new FifoReader(`${id}.stdout`);
+  containers.add(id);
+  await task.create({ id, bundle, stdout: stdout.path, options: runcOptions });
+  const exited = task.wait({ id }, { timeoutMs: 10_000 });
+  await task.start({ id });
+  const background = Number((await stdout.waitFor('\n')).trim());
+  t.ok(background > 0, `the background child's pid was printed (${background})`);
+  t.equal((await exited).exitStatus, 0, 'the init exited on its own');
+  // Looked at as soon as Wait has answered: nothing else could kill it meanwhile.
+  t.equal(fate(background), 'killed', 'the background child has been killed when Wait returns');
+  await remove(id);
+});
+
+t.test('when the init dies, the exits of its execs are reported before its own', async (t) => {
+  // containerd takes the init's exit as the container's end: an exec exit
+  // after it would be about a task already gone. Both with its own pid
+  // namespace (the kernel kills the execs) and without (runc kill --all).
+  for (const [what, edit] of [['own pid namespace', () => {}], ['host pid namespace', hostPidNamespace]] as const) {
+    const id = newId('execorder');
+    containers.add(id);
+    await task.create({ id, bundle: makeBundle(['sleep', '100'], edit), options: runcOptions });
+    await task.start({ id });
+    const execIds = ['a', 'b', 'c'];
+    const execWaits: Promise<unknown>[] = [];
+    const execsDone = new Set<string>();
+    for (const execId of execIds) {
+      await task.exec({ id, execId, spec: processSpec(['sleep', '100']) });
+      execWaits.push(task.wait({ id, execId }, { timeoutMs: 10_000 }).then(() => execsDone.add(execId)));
+      await task.start({ id, execId });
+    }
+    await task.kill({ id, signal: 9 });
+    t.equal((await task.wait({ id }, { timeoutMs: 10_000 })).exitStatus, 137, `${what}: the init was killed`);
+    t.same([...execsDone].sort(), execIds, `${what}: every exec's Wait had answered before the init's`);
+    await Promise.all(execWaits);
+    const exits = eventsOf(id)
+      .filter((e) => e.topic === '/tasks/exit')
+      .map((e) => containerd.events.TaskExit.decode(e.event.value).id);
+    t.equal(exits.at(-1), id, `${what}: the init's exit comes last (${exits.join(' ')})`);
+    t.same(exits.slice(0, -1).sort(), execIds, `${what}: before it, one exit per exec`);
+    await remove(id);
+  }
 });
 
 t.test('a second create with the same id is AlreadyExists', async (t) => {

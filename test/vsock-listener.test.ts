@@ -182,9 +182,7 @@ t.test('acceptOne: timeout, abort, and a listener closed underneath', async (t) 
   closeOnTeardown(t, await openPortListener(`hvsock://${path}`, 10789));
 
   const slow = await openPortListener(`hvsock://${path}`, 1);
-  const started = Date.now();
   await t.rejects(acceptOne(slow, { timeoutMs: 100 }), DeadlineExceededError);
-  t.ok(Date.now() - started < 1000);
   t.ok(slow.closed, 'closed on timeout');
 
   const aborted = await openPortListener(`hvsock://${path}`, 2);

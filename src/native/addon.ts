@@ -69,6 +69,7 @@ export interface NativeAddon {
   pipe(): [number, number];
   mkfifo(path: string, mode: number): void;
   setPipeSize(fd: number, size: number): number;
+  unreadBytes(fd: number): number;
   setNonblocking(fd: number, on: boolean): void;
   accept4(fd: number): number | null;
   socketError(fd: number): number;

@@ -30,3 +30,8 @@ export function growPipe(fd: number, size = OUTPUT_PIPE_SIZE): number | undefine
     return undefined;
   }
 }
+
+/** FIONREAD: how many bytes a pipe or FIFO holds that no reader has taken yet. */
+export function unreadBytes(fd: number): number {
+  return native.unreadBytes(fd);
+}

@@ -3,9 +3,6 @@ import { childPids, procStat, setChildSubreaper, waitpidNoHang, type WaitResult 
 import type { ExitStatus } from './exit-status.js';
 import { isReapedStdio, ReapedChild } from './reaped-child.js';
 
-/** How long an exit nobody asked for is kept, for a pid learnt late (the exec pid-file race). */
-const UNCLAIMED_TTL_MS = 60_000;
-const UNCLAIMED_MAX = 4096;
 /**
  * Strays (zombies nobody watches) are looked for at most this often: it
  * costs a /proc walk, and a process someone waits for is reaped by pid
@@ -16,12 +13,25 @@ const STRAY_SCAN_DELAY_MS = 1_000;
 type Waiter = (exit: ExitStatus) => void;
 
 /**
+ * Exits kept for a process being started, whose pid is not known yet: runc
+ * writes it to a pid file, and the process may die before the file is read.
+ */
+export interface ExitWatch {
+  /** Like Reaper.wait, but first takes an exit of `pid` reaped while the watch was open. */
+  wait(pid: number): Promise<ExitStatus>;
+  /** Ends the watch: exits reaped from now on are not kept for it. */
+  close(): void;
+}
+
+/**
  * The one reaper of the process. As child subreaper the shim inherits every
  * container process whose parent (runc) exits; Node's libuv only reaps the
  * children it spawned itself, by pid. So on SIGCHLD the reaper reaps the pids
  * it was asked to watch, and, a little later, any other zombie child that
- * libuv does not own: its exit is kept for a while in case its pid is learnt
- * later (a process may die before runc's pid file is read).
+ * libuv does not own. Such an exit is kept only for the starts in flight
+ * (watchExits), whose process may die before runc's pid file is read; with
+ * none, it is dropped. Kept longer, it would be handed to whichever later
+ * process got the pid, as the runc shim's exit subscriptions avoid too.
  *
  * Every child_process spawn in flint goes through `spawn()` here, so the
  * reaper knows which children are libuv's and never steals their statuses.
@@ -29,7 +39,8 @@ type Waiter = (exit: ExitStatus) => void;
 export class Reaper {
   private static instance: Reaper | undefined;
   private readonly waiters = new Map<number, Waiter[]>();
-  private readonly unclaimed = new Map<number, ExitStatus>();
+  /** The exits kept for each open ExitWatch, by pid. */
+  private readonly watches = new Set<Map<number, ExitStatus>>();
   private readonly nodeOwned = new Set<number>();
   private strayTimer: NodeJS.Timeout | undefined;
 
@@ -71,11 +82,6 @@ export class Reaper {
 
   /** Resolves when `pid`, a child of this process (directly or by reparenting), exits. */
   wait(pid: number): Promise<ExitStatus> {
-    const early = this.unclaimed.get(pid);
-    if (early) {
-      this.unclaimed.delete(pid);
-      return Promise.resolve(early);
-    }
     const promise = new Promise<ExitStatus>((resolve) => {
       const list = this.waiters.get(pid) ?? [];
       list.push(resolve);
@@ -84,6 +90,26 @@ export class Reaper {
     // It may already be a zombie: SIGCHLD came before anyone asked.
     this.tryReap(pid);
     return promise;
+  }
+
+  /**
+   * Opens a watch for a process about to be started: open it before runc
+   * runs, ask it for the pid once known, close it then.
+   */
+  watchExits(): ExitWatch {
+    const kept = new Map<number, ExitStatus>();
+    this.watches.add(kept);
+    return {
+      wait: (pid) => {
+        const early = kept.get(pid);
+        kept.delete(pid);
+        return early ? Promise.resolve(early) : this.wait(pid);
+      },
+      close: () => {
+        this.watches.delete(kept);
+        kept.clear();
+      },
+    };
   }
 
   /** Reaps now instead of waiting for SIGCHLD (tests and shutdown use it). */
@@ -121,16 +147,7 @@ export class Reaper {
       for (const resolve of list) resolve(exit);
       return;
     }
-    this.unclaimed.set(exit.pid, exit);
-    this.pruneUnclaimed();
-  }
-
-  private pruneUnclaimed(): void {
-    const cutoff = Date.now() - UNCLAIMED_TTL_MS;
-    for (const [pid, exit] of this.unclaimed) {
-      if (this.unclaimed.size <= UNCLAIMED_MAX && exit.exitedAt.getTime() >= cutoff) break;
-      this.unclaimed.delete(pid);
-    }
+    for (const kept of this.watches) kept.set(exit.pid, exit);
   }
 
   /** Reaps zombie children that neither libuv nor a waiter owns. */

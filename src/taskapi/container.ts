@@ -65,10 +65,8 @@ export class Container {
   private readonly oom: OomWatcher;
   /** The init's cgroups, found at Create; Stats reads them after the init is gone too. */
   private cgroups: ProcessCgroups | undefined;
-  /** The kill of what the init left behind (see onInitExit); Delete waits for it. */
-  private killAll: Promise<void> = Promise.resolve();
-  /** Set once Delete of the container begins: runc delete kills what is left itself. */
-  private deleting = false;
+  /** One promise per exec started and not yet reported exited; the init's exit is reported after them. */
+  private readonly liveExecs = new Set<Promise<unknown>>();
   /** Set once the delete event is out: nothing about this container is published after it. */
   private deleted = false;
 
@@ -125,7 +123,10 @@ export class Container {
         await mountAll(request.rootfs.map(toMount), rootfs);
       }
       const container = new Container(ctx, request.rootfs, cleanup, request.runc, { ...request.stdio, terminal }, !hasOwnPidNamespace(spec), deps.log);
-      await container.init.create(cleanup, { noPivot: request.runc.noPivotRoot, noNewKeyring: request.runc.noNewKeyring }, (exit) => container.onInitExit(exit));
+      await container.init.create(cleanup, { noPivot: request.runc.noPivotRoot, noNewKeyring: request.runc.noNewKeyring }, {
+        settle: () => container.settleInitExit(),
+        report: (exit) => ctx.events.publish(taskEvents.exit(id, id, exit)),
+      });
       container.cgroups = cgroupsOf(container.init.pid);
       // Watched from Create, so an OOM right after Start is counted from a baseline taken before it.
       container.oom.watch(container.init.pid);
@@ -155,9 +156,15 @@ export class Container {
   async start(execId: string): Promise<number> {
     if (!execId) return this.init.start();
     const exec = this.process(execId) as ExecProcess;
-    return exec.start((exit) => {
-      if (!this.deleted) this.ctx.events.publish(taskEvents.exit(this.id, execId, exit));
+    const started = exec.start({
+      report: (exit) => {
+        if (!this.deleted) this.ctx.events.publish(taskEvents.exit(this.id, execId, exit));
+      },
     });
+    // Wait answers right after the exit event, in the same step (exitSeen).
+    const live = started.then(() => exec.wait(), () => undefined).finally(() => this.liveExecs.delete(live));
+    this.liveExecs.add(live);
+    return started;
   }
 
   /** Deletes an exec, or the container itself (init) with all it set up. */
@@ -168,14 +175,7 @@ export class Container {
       this.execs.delete(execId);
       return exec.exit;
     }
-    await this.killAll;
-    this.deleting = true;
-    try {
-      await this.init.delete();
-    } catch (err) {
-      this.deleting = false;
-      throw err;
-    }
+    await this.init.delete();
     this.oom.close();
     for (const exec of this.execs.values()) await exec.delete().catch(() => {});
     this.execs.clear();
@@ -202,14 +202,22 @@ export class Container {
     return pids;
   }
 
-  private onInitExit(exit: ExitStatus): void {
+  /**
+   * What the init's death calls for before it is reported. Without its own
+   * pid namespace nothing kills the init's fellow processes when it dies;
+   * the runc shim kills them (ShouldKillAllOnExit) and waits for that before
+   * it reports the exit, so a Wait that has returned means nothing of the
+   * container runs, and so do we. Then, as the runc shim does, the exits of
+   * the execs go out first: containerd takes the init's exit for the end of
+   * the task. The execs are dead or dying by then (killed with the pid
+   * namespace, or just now), so this wait is short. (A Delete first would
+   * have skipped all this: `runc delete --force` kills what is left itself.)
+   */
+  private async settleInitExit(): Promise<void> {
     this.oom.close();
-    // Without its own pid namespace nothing kills the init's fellow processes
-    // when it dies; the runc shim kills them (ShouldKillAllOnExit), so do we.
-    // Not while Delete runs: `runc delete --force` kills them, and a kill
-    // racing it would act on a container that is going away.
-    if (this.killAllOnExit && !this.deleting) this.killAll = this.ctx.runc.kill(this.id, 'KILL', { all: true }).catch(() => {});
-    this.ctx.events.publish(taskEvents.exit(this.id, this.id, exit));
+    if (this.killAllOnExit) await this.ctx.runc.kill(this.id, 'KILL', { all: true }).catch(() => {});
+    // An exec whose start was in flight joins the set before its start settles.
+    while (this.liveExecs.size > 0) await Promise.all(this.liveExecs);
   }
 }
 

@@ -6,4 +6,4 @@ export * from './leftovers.js';
 export * from './scenario.js';
 export { RUNC_ROOT, SHIM_SOCKET_DIR, shimSocketPath } from './cleanup.js';
 export { mountsUnder, processesOwnedBy, type MountEntry, type ProcInfo } from './procfs.js';
-export { repoBinDir, repoRoot, spawnFlint } from './repo.js';
+export { repoBinDir, repoRoot, spawnFlint, spawnWithExactEnv } from './repo.js';

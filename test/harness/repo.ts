@@ -61,6 +61,15 @@ export function spawnFlint(command: string, args: readonly string[], options: Sp
     env[key] = value;
   }
   Object.assign(env, extraEnv);
+  return spawnWithExactEnv(command, args, env, rest);
+}
+
+/**
+ * Starts `command` with `env` and nothing else, tap's hook included (see
+ * spawnFlint): a child of another uid could not even read the hook's files
+ * when the checkout sits in a directory closed to others.
+ */
+export function spawnWithExactEnv(command: string, args: readonly string[], env: Readonly<Record<string, string>>, options: SpawnOptions = {}): ChildProcess {
   const assignments = Object.entries(env).map(([key, value]) => `${key}=${value}`);
-  return spawn('/usr/bin/env', ['-i', ...assignments, command, ...args], rest);
+  return spawn('/usr/bin/env', ['-i', ...assignments, command, ...args], options);
 }

@@ -1,9 +1,10 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { growPipe, setNonblocking } from '../../native/fd.js';
+import { setNonblocking } from '../../native/fd.js';
 import { CopyGroup } from './copy-group.js';
 import type { ProcessIO, RuncStdio } from './process-io.js';
+import { outputRead } from './unread-output.js';
 
 const { O_RDONLY, O_WRONLY, O_RDWR, O_NONBLOCK } = constants;
 
@@ -16,6 +17,9 @@ const { O_RDONLY, O_WRONLY, O_RDWR, O_NONBLOCK } = constants;
  * raises EPIPE when the client's reader goes away, like the runc shim's own
  * extra reader. Stdin is opened for reading, and the shim keeps a writer
  * open (the keep-alive) so the process sees EOF only after CloseIO.
+ * Output FIFOs keep the kernel's default size, as under the runc shim: what
+ * a FIFO holds when the process exits is what a client that stops reading
+ * at the exit would lose, and the exit waits (bounded) until it is read.
  *
  * With a terminal, the pty master is copied to and from the FIFOs.
  */
@@ -23,6 +27,8 @@ export class FifoIO implements ProcessIO {
   readonly stdio: RuncStdio = ['ignore', 'ignore', 'ignore'];
   private readonly processEnds: number[] = [];
   private stdinKeepAlive: number | undefined;
+  /** Read-only ends of the output FIFOs, never read from: they tell what the client has not read yet. */
+  private readonly outputProbes: number[] = [];
   private readonly copies = new CopyGroup();
   private closed = false;
 
@@ -40,8 +46,11 @@ export class FifoIO implements ProcessIO {
         this.holdProcessEnd(0, reader);
       }
       if (!terminal) {
-        if (paths.stdout) this.holdProcessEnd(1, openOutput(paths.stdout, O_RDWR));
-        if (paths.stderr) this.holdProcessEnd(2, openOutput(paths.stderr, O_RDWR));
+        if (paths.stdout) this.holdProcessEnd(1, openSync(paths.stdout, O_RDWR));
+        if (paths.stderr) this.holdProcessEnd(2, openSync(paths.stderr, O_RDWR));
+      }
+      for (const path of terminal ? [paths.stdout] : [paths.stdout, paths.stderr]) {
+        if (path) this.outputProbes.push(openSync(path, O_RDONLY | O_NONBLOCK));
       }
     } catch (err) {
       this.closeFds();
@@ -65,7 +74,7 @@ export class FifoIO implements ProcessIO {
       this.copies.pipe(stdin, master, { endTarget: false });
     }
     if (this.paths.stdout) {
-      const stdout = new net.Socket({ fd: openOutput(this.paths.stdout, O_RDWR | O_NONBLOCK), readable: false, writable: true });
+      const stdout = new net.Socket({ fd: openSync(this.paths.stdout, O_RDWR | O_NONBLOCK), readable: false, writable: true });
       this.copies.pipe(master, stdout, { endTarget: true });
     } else {
       master.resume();
@@ -83,6 +92,10 @@ export class FifoIO implements ProcessIO {
     return this.copies.drain(timeoutMs);
   }
 
+  async outputRead(timeoutMs: number): Promise<void> {
+    if (!this.closed) await outputRead(this.outputProbes, timeoutMs);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -91,14 +104,7 @@ export class FifoIO implements ProcessIO {
   }
 
   private closeFds(): void {
-    for (const fd of this.processEnds.splice(0)) closeSync(fd);
+    for (const fd of [...this.processEnds.splice(0), ...this.outputProbes.splice(0)]) closeSync(fd);
     this.closeStdin();
   }
-}
-
-/** Opens an output FIFO with a larger buffer, so bulk output takes fewer round trips through the reader. */
-function openOutput(path: string, flags: number): number {
-  const fd = openSync(path, flags);
-  growPipe(fd);
-  return fd;
 }

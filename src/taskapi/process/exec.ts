@@ -2,14 +2,13 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NotFoundError } from '../../errdefs/errors.js';
 import { CleanupStack } from '../../sys/cleanup-stack.js';
-import type { ExitStatus } from '../../sys/exit-status.js';
 import { taskEvents } from '../events.js';
 import { openProcessIO } from '../io/index.js';
 import type { StdioPaths } from '../io/stdio-uri.js';
 import { withConsoleSocket } from './console.js';
 import type { ProcessContext } from './context.js';
 import { readPidFile } from './pid-file.js';
-import { ProcessBase } from './process-base.js';
+import { ProcessBase, type ExitHandler } from './process-base.js';
 import { runtimeStep } from './runtime-error.js';
 import { EXEC_LIFECYCLE, type ExecOp } from './state-machine.js';
 
@@ -36,14 +35,15 @@ export class ExecProcess extends ProcessBase<ExecOp> {
   }
 
   /**
-   * Runs the process. `onExit` follows the exec-started event, which is
-   * published before the exit can be handled: the exit waits on the reaper,
-   * which resolves no earlier than the next tick.
+   * Runs the process. `onExit` handles its exit (see exitSeen), after the
+   * exec-started event: the exit is handled under the lock Start holds.
    */
-  start(onExit: (exit: ExitStatus) => void): Promise<number> {
+  start(onExit: ExitHandler): Promise<number> {
     return this.lock.run(async () => {
       this.machine.assert('start');
       const { runc, containerId } = this.ctx;
+      // Watched from before runc runs: the process may die before its pid file is read.
+      const exits = this.ctx.reaper.watchExits();
       try {
         const io = await openProcessIO(this.stdio, { id: containerId, namespace: this.ctx.namespace }, this.ctx.ioOwner);
         this.io = io;
@@ -59,14 +59,14 @@ export class ExecProcess extends ProcessBase<ExecOp> {
         io.releaseProcessEnds();
         if (this.console) io.attachConsole(this.console.stream);
         this.pidValue = await readPidFile(this.pidFile);
+        void exits.wait(this.pidValue).then((exit) => this.exitSeen(exit, onExit));
       } catch (err) {
         return this.cleanup.unwind(err);
+      } finally {
+        exits.close();
       }
       this.machine.transition('running');
       this.ctx.events.publish(taskEvents.execStarted(containerId, this.execId, this.pidValue));
-      void this.ctx.reaper.wait(this.pidValue).then((exit) => {
-        this.exitSeen(exit, onExit);
-      });
       return this.pidValue;
     });
   }

@@ -3,14 +3,13 @@ import { join } from 'node:path';
 import { NotFoundError, UnknownError } from '../../errdefs/errors.js';
 import { RuncError, type CheckpointOptions } from '../../runc/runc.js';
 import { CleanupStack } from '../../sys/cleanup-stack.js';
-import type { ExitStatus } from '../../sys/exit-status.js';
 import { taskEvents } from '../events.js';
 import { openProcessIO } from '../io/index.js';
 import type { StdioPaths } from '../io/stdio-uri.js';
 import { withConsoleSocket } from './console.js';
 import type { ProcessContext } from './context.js';
 import { readPidFile } from './pid-file.js';
-import { ProcessBase } from './process-base.js';
+import { ProcessBase, type ExitHandler } from './process-base.js';
 import { runtimeStep } from './runtime-error.js';
 import { INIT_LIFECYCLE, type InitOp } from './state-machine.js';
 
@@ -29,7 +28,6 @@ export interface InitCreateOptions {
  * run. Its exit is the container's exit.
  */
 export class InitProcess extends ProcessBase<InitOp> {
-  private started: Promise<unknown> = Promise.resolve();
   /** Set once Delete has run `runc delete`, so the cleanup stack does not run it again. */
   private runcDeleted = false;
 
@@ -44,11 +42,10 @@ export class InitProcess extends ProcessBase<InitOp> {
   /**
    * Opens stdio and runs `runc create`. Each piece it sets up is pushed on
    * `cleanup`, which the caller unwinds if this or any later step fails.
-   * `onExit` is called once the process has exited and its start (if any)
-   * has been announced, so exit events never overtake start events; it is
-   * not called for an exit seen after the process was deleted.
+   * `onExit` handles the process's exit (see exitSeen): after its start,
+   * if any, has been announced, so exit events never overtake start events.
    */
-  async create(cleanup: CleanupStack, options: InitCreateOptions, onExit: (exit: ExitStatus) => void): Promise<void> {
+  async create(cleanup: CleanupStack, options: InitCreateOptions, onExit: ExitHandler): Promise<void> {
     const { runc, containerId: id, bundle } = this.ctx;
     const io = await openProcessIO(this.stdio, { id, namespace: this.ctx.namespace }, this.ctx.ioOwner);
     this.io = io;
@@ -56,33 +53,34 @@ export class InitProcess extends ProcessBase<InitOp> {
 
     const createOptions = { bundle, pidFile: this.pidFile, stdio: io.stdio, noPivot: options.noPivot ?? false, noNewKeyring: options.noNewKeyring ?? false };
     const what = 'OCI runtime create failed';
-    if (this.stdio.terminal) {
-      this.console = await withConsoleSocket((consoleSocket) => runtimeStep(what, runc.create(id, { ...createOptions, consoleSocket })));
-    } else {
-      await runtimeStep(what, runc.create(id, createOptions));
-    }
-    // Delete runs `runc delete` itself; the stack's copy is for the paths that never get there.
-    cleanup.push('runc container', () => (this.runcDeleted ? undefined : runc.delete(id, { force: true }).catch(ignoreNotFound)));
-    io.releaseProcessEnds();
-    if (this.console) io.attachConsole(this.console.stream);
+    // Watched from before runc runs: the process may die before its pid file is read.
+    const exits = this.ctx.reaper.watchExits();
+    try {
+      if (this.stdio.terminal) {
+        this.console = await withConsoleSocket((consoleSocket) => runtimeStep(what, runc.create(id, { ...createOptions, consoleSocket })));
+      } else {
+        await runtimeStep(what, runc.create(id, createOptions));
+      }
+      // Delete runs `runc delete` itself; the stack's copy is for the paths that never get there.
+      cleanup.push('runc container', () => (this.runcDeleted ? undefined : runc.delete(id, { force: true }).catch(ignoreNotFound)));
+      io.releaseProcessEnds();
+      if (this.console) io.attachConsole(this.console.stream);
 
-    this.pidValue = await readPidFile(this.pidFile);
-    void this.ctx.reaper.wait(this.pidValue).then(async (exit) => {
-      await this.started;
-      this.exitSeen(exit, onExit);
-    });
+      this.pidValue = await readPidFile(this.pidFile);
+      void exits.wait(this.pidValue).then((exit) => this.exitSeen(exit, onExit));
+    } finally {
+      exits.close();
+    }
   }
 
-  async start(): Promise<number> {
-    const run = this.lock.run(async () => {
+  start(): Promise<number> {
+    return this.lock.run(async () => {
       this.machine.assert('start');
       await runtimeStep('OCI runtime start failed', this.ctx.runc.start(this.ctx.containerId));
       this.machine.transition('running');
       this.ctx.events.publish(taskEvents.start(this.ctx.containerId, this.pidValue));
       return this.pidValue;
     });
-    this.started = run.catch(() => {});
-    return run;
   }
 
   pause(): Promise<void> {

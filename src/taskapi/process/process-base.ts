@@ -6,8 +6,10 @@ import type { ProcessIO } from '../io/index.js';
 import type { StdioPaths } from '../io/stdio-uri.js';
 import { StateMachine, type Lifecycle, type StateName } from './state-machine.js';
 
-/** How long Delete waits for a process's output copies to finish. */
+/** How long Delete, or an exit, waits for a process's output copies to finish. */
 export const DRAIN_TIMEOUT_MS = 2_000;
+/** How long an exit waits, then, for the client to read the output written before it. */
+const OUTPUT_READ_TIMEOUT_MS = 2_000;
 
 /** What State reports about a process. */
 export interface ProcessSnapshot {
@@ -15,6 +17,14 @@ export interface ProcessSnapshot {
   readonly state: StateName;
   readonly stdio: StdioPaths;
   readonly exit: ExitStatus | undefined;
+}
+
+/** What the owner of a process does with its exit. */
+export interface ExitHandler {
+  /** What must be done before the exit is reported, e.g. killing what the process left behind; never rejects. */
+  readonly settle?: () => Promise<void>;
+  /** Publishes the exit. */
+  readonly report: (exit: ExitStatus) => void;
 }
 
 /** A pty master as the shim holds it: the stream and the fd resize needs. */
@@ -68,7 +78,7 @@ export abstract class ProcessBase<Op extends string> {
    * Records the exit the reaper saw. Output copies keep running until they
    * drain; Delete waits for them.
    */
-  setExited(exit: ExitStatus): void {
+  private setExited(exit: ExitStatus): void {
     if (this.exitValue) return;
     this.exitValue = exit;
     if (!this.machine.is('deleted')) this.machine.transition('stopped');
@@ -76,14 +86,28 @@ export abstract class ProcessBase<Op extends string> {
   }
 
   /**
-   * Records the exit and hands it to `onExit`, unless the process was
-   * deleted first: Delete of a created process kills it (`runc delete
-   * --force`), and that death must not surface after the delete event.
+   * Handles the exit the reaper saw as one more operation of the process,
+   * under its lock: after a Start in flight has announced the process, and
+   * before a Delete in line. `settle` runs first, then the output the
+   * process wrote is waited for until the client has read it (bounded), then
+   * Wait answers and `report` publishes: a client may stop reading as soon
+   * as it learns of the exit, as containerd 1.6's CRI does, and the runc
+   * shim too reports an exit only once it has done what the exit calls for.
+   * A process deleted first (Delete of a created process kills it) has its
+   * exit recorded but not reported: that death must not surface after the
+   * delete event.
    */
-  protected exitSeen(exit: ExitStatus, onExit: (exit: ExitStatus) => void): void {
-    const deleted = this.machine.is('deleted');
-    this.setExited(exit);
-    if (!deleted) onExit(exit);
+  protected exitSeen(exit: ExitStatus, handler: ExitHandler): Promise<void> {
+    return this.lock.run(async () => {
+      const deleted = this.machine.is('deleted');
+      if (!deleted) {
+        await handler.settle?.();
+        await this.io?.drain(DRAIN_TIMEOUT_MS);
+        await this.io?.outputRead?.(OUTPUT_READ_TIMEOUT_MS);
+      }
+      this.setExited(exit);
+      if (!deleted) handler.report(exit);
+    });
   }
 
   async resize(width: number, height: number): Promise<void> {
