@@ -174,10 +174,16 @@ t.test('containerd.linux.runc.CreateOptions: shim_cgroup holds the server, no_ne
   const dirs = Object.values(hierarchies).map((h) => join('/sys/fs/cgroup', h, shimCgroup));
   for (const dir of dirs) mkdirSync(dir);
   const id = 'createopts';
-  t.teardown(() => {
+  t.teardown(async () => {
     spawnSync('runc', ['--root', join(runcRoot, NS), 'delete', '--force', id], { stdio: 'ignore' });
-    // A cgroup goes with rmdir once empty: the server has exited by now (shutDown).
-    for (const dir of dirs) rmdirSync(dir);
+    // A cgroup goes with rmdir once empty. Only our server can be in it: gone by now, unless the test failed first.
+    for (const dir of dirs) {
+      for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) signal(Number(pid), 'SIGKILL');
+    }
+    for (const dir of dirs) {
+      for (let i = 0; i < 100 && readFileSync(join(dir, 'cgroup.procs'), 'utf8') !== ''; i++) await sleep(20);
+      rmdirSync(dir);
+    }
   });
 
   const bundle = join(tmp, id);
