@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
@@ -7,7 +7,9 @@ import { socketpair } from '../src/native/socket.js';
 import type { HandoffMessage } from '../src/shim/handoff.js';
 import { spareSocketPath } from '../src/shim/socket-address.js';
 import { SpareClaim } from '../src/shim/spare-claim.js';
+import { encodeReady, SPARE_NAK } from '../src/shim/spare-protocol.js';
 import { waitAsSpare } from '../src/shim/spare-wait.js';
+import { buildId } from '../src/shim/version.js';
 import { busyboxRootfs, CONTAINER_PATH, isClean, startContainerd, waitForClean, type Containerd } from './harness/index.js';
 import { fdCount, fdTargets } from './harness/host-state.js';
 import { isRunning } from './harness/procfs.js';
@@ -34,17 +36,18 @@ function anFd(): { fd: number; close: () => void } {
   return { fd: a, close: () => [a, b].forEach((fd) => closeSync(fd)) };
 }
 
-t.test('a claim hands the spare an fd and the message; the claimant hears it was taken', async (t) => {
+t.test('a claim hands the spare an fd, the message and its environment; the claimant hears it was taken', async (t) => {
   const path = join(dir, `spare-${++n}`);
   const waiting = waitAsSpare(path, 5_000);
   await until(() => existsSync(path));
-  const claim = await SpareClaim.connect(path);
+  const claim = await SpareClaim.reserve(path);
   t.ok(claim, 'start finds the spare');
   const given = anFd();
   t.teardown(given.close);
   t.equal(await claim!.send(given.fd, message('c1')), true, 'the spare confirms');
   const handoff = await waiting;
   t.has(handoff?.message, message('c1'), 'the spare has the message');
+  t.equal(handoff?.message.env?.PATH, process.env.PATH, "and the claimant's environment");
   t.same(fstatSync(handoff!.listenerFd).ino, fstatSync(given.fd).ino, 'and the very socket that was sent');
   closeSync(handoff!.listenerFd);
   t.notOk(existsSync(path), 'a claimed spare is a spare no more: its socket file is gone');
@@ -56,7 +59,7 @@ t.test('nobody claims it: the spare gives up after its idle time and leaves no s
   t.equal(await waitAsSpare(path, 300), undefined, 'resolves with nothing to serve');
   t.ok(Date.now() - started >= 300, 'not before the idle time');
   t.notOk(existsSync(path), 'socket file removed');
-  t.equal(await SpareClaim.connect(path), undefined, 'a later start finds no spare');
+  t.equal(await SpareClaim.reserve(path), undefined, 'a later start finds no spare');
 });
 
 t.test('one spare per path: a second server finds one waiting and does not wait', async (t) => {
@@ -64,61 +67,89 @@ t.test('one spare per path: a second server finds one waiting and does not wait'
   const first = waitAsSpare(path, 2_000);
   await until(() => existsSync(path));
   t.equal(await waitAsSpare(path, 2_000), undefined, 'the second returns at once');
-  const claim = await SpareClaim.connect(path);
+  const claim = await reserveWhenFree(path);
   const given = anFd();
   t.teardown(given.close);
   t.equal(await claim!.send(given.fd, message('c2')), true, 'the first is still there to be claimed');
   closeSync((await first)!.listenerFd);
 });
 
-t.test('a stale socket file of a spare that died is replaced', async (t) => {
+t.test('a stale socket file of a spare that died is replaced, and a claimant that finds it removes it', async (t) => {
   const path = join(dir, `spare-${++n}`);
-  const dead = net.createServer();
-  await new Promise<void>((resolve) => dead.listen(path, resolve));
-  // Bound but no longer listening: what a killed spare leaves.
-  (dead as unknown as { _handle: { close: () => void } })._handle.close();
+  await bindDead(path);
+  t.equal(await SpareClaim.reserve(path), undefined, 'nothing to claim');
+  t.notOk(existsSync(path), 'and the dead spare socket file is gone');
+  await bindDead(path);
   const waiting = waitAsSpare(path, 2_000);
-  await until(async () => (await SpareClaim.connect(path).then((c) => (c?.close(), c !== undefined))) === true);
-  const claim = await SpareClaim.connect(path);
+  const claim = await reserveWhenFree(path);
   const given = anFd();
   t.teardown(given.close);
   t.equal(await claim!.send(given.fd, message('c3')), true, 'the new spare took over the path');
   closeSync((await waiting)!.listenerFd);
 });
 
-t.test('two claims at once: one wins, the other is told no and nothing of it stays with the spare', async (t) => {
+t.test('one claimant at a time: another is turned away while the spare is reserved, and taken once that one leaves', async (t) => {
   const path = join(dir, `spare-${++n}`);
   const fdsBefore = fdCount(process.pid);
   const waiting = waitAsSpare(path, 5_000);
   await until(() => existsSync(path));
-  const [a, b] = await Promise.all([SpareClaim.connect(path), SpareClaim.connect(path)]);
-  const [fa, fb] = [anFd(), anFd()];
-  const answers = await Promise.all([a!.send(fa.fd, message('ca')), b!.send(fb.fd, message('cb'))]);
-  t.same(answers.filter(Boolean).length, 1, 'exactly one claim is taken');
+  const [a, b] = await Promise.all([SpareClaim.reserve(path), SpareClaim.reserve(path)]);
+  t.equal([a, b].filter(Boolean).length, 1, 'exactly one claimant reserves the spare');
+  (a ?? b)!.close();
+  const next = await reserveWhenFree(path);
+  t.ok(next, 'a claimant that leaves without sending frees the spare');
+  const given = anFd();
+  t.equal(await next!.send(given.fd, message('ca')), true);
   const handoff = (await waiting)!;
-  t.equal(handoff.message.id, answers[0] ? 'ca' : 'cb', 'the spare serves the claim it confirmed');
+  t.equal(handoff.message.id, 'ca', 'the spare serves the claim it confirmed');
   closeSync(handoff.listenerFd);
-  fa.close();
-  fb.close();
+  given.close();
   await until(() => fdCount(process.pid) <= fdsBefore);
-  t.ok(fdCount(process.pid) <= fdsBefore, 'no fd of either claim is left open', { before: fdsBefore, now: fdTargets(process.pid) });
+  t.ok(fdCount(process.pid) <= fdsBefore, 'no fd of any claim is left open', { before: fdsBefore, now: fdTargets(process.pid) });
 });
 
-t.test('a claimant that leaves without a word, or says something malformed, does not end the wait', async (t) => {
+t.test('a claim the spare cannot take is answered NAK, with its copy of the socket closed, and the wait goes on', async (t) => {
   const path = join(dir, `spare-${++n}`);
+  const fdsBefore = fdCount(process.pid);
   const waiting = waitAsSpare(path, 5_000);
   await until(() => existsSync(path));
-  (await SpareClaim.connect(path))!.close();
-  const bad = await SpareClaim.connect(path);
   const given = anFd();
-  t.teardown(given.close);
+  const bad = await SpareClaim.reserve(path);
   t.equal(await bad!.send(given.fd, { ...message('x'), bundle: 'relative/path' }), false, 'a message with a relative bundle is refused');
-  t.equal(await claimAs(path, given.fd, { ...message('y'), build: 'flint of another build' }), undefined, 'a claim of another build gets no answer');
-  const good = await SpareClaim.connect(path);
+  t.equal(await claimByHand(path, given.fd, { ...message('y'), build: 'flint of another build' }), SPARE_NAK, 'a claim of another build is answered NAK');
+  const good = await reserveWhenFree(path);
   t.equal(await good!.send(given.fd, message('c4')), true, 'the next good claim is taken');
   const handoff = (await waiting)!;
   t.equal(handoff.message.id, 'c4');
   closeSync(handoff.listenerFd);
+  given.close();
+  await until(() => fdCount(process.pid) <= fdsBefore);
+  t.ok(fdCount(process.pid) <= fdsBefore, 'the spare kept no copy of a socket it refused', { before: fdsBefore, now: fdTargets(process.pid) });
+});
+
+t.test('a claimant gone once it has sent the socket: the spare does not serve it, and waits on', async (t) => {
+  const path = join(dir, `spare-${++n}`);
+  const fdsBefore = fdCount(process.pid);
+  const waiting = waitAsSpare(path, 5_000);
+  await until(() => existsSync(path));
+  const given = anFd();
+  t.equal(await claimByHand(path, given.fd, { ...message('gone'), build: buildId() }, { leave: true }), undefined, 'the claimant left without an answer');
+  const good = await reserveWhenFree(path);
+  t.ok(good, 'the spare is still waiting');
+  t.equal(await good!.send(given.fd, message('c5')), true);
+  t.equal((await waiting)!.message.id, 'c5', 'and serves the next claim, not the abandoned one');
+  closeSync((await waiting)!.listenerFd);
+  given.close();
+  await until(() => fdCount(process.pid) <= fdsBefore);
+  t.ok(fdCount(process.pid) <= fdsBefore, 'no copy of the abandoned socket is kept', { before: fdsBefore, now: fdTargets(process.pid) });
+});
+
+t.test('a spare of another build is not reserved', async (t) => {
+  const path = join(dir, `spare-${++n}`);
+  const other = net.createServer((socket) => socket.end(encodeReady({ build: 'flint of another build' })));
+  await new Promise<void>((resolve) => other.listen(path, resolve));
+  t.teardown(() => other.close());
+  t.equal(await SpareClaim.reserve(path), undefined);
 });
 
 t.test('the spare socket path: per containerd and its events address, under the shim socket dir, short', (t) => {
@@ -131,15 +162,44 @@ t.test('the spare socket path: per containerd and its events address, under the 
   t.end();
 });
 
-/** A claim sent by hand, as another build would: the spare's answer byte, or undefined when it closed without one. */
-async function claimAs(path: string, fd: number, sent: HandoffMessage): Promise<number | undefined> {
+/**
+ * A claim made by hand, as another build or a claimant that dies would make
+ * it: reads READY, sends `fd` with `sent`, and resolves with the spare's
+ * answer byte, or undefined when the connection closed without one (at
+ * once, with `leave`: the claimant goes away as soon as it has sent).
+ */
+async function claimByHand(path: string, fd: number, sent: HandoffMessage, options: { leave?: boolean } = {}): Promise<number | undefined> {
   const socket = net.createConnection({ path });
-  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.on('error', () => {});
+  await new Promise((resolve) => socket.once('data', resolve));
   sendFd((socket as unknown as { _handle: { fd: number } })._handle.fd, fd, Buffer.from(JSON.stringify(sent)));
+  if (options.leave) {
+    socket.destroy();
+    return undefined;
+  }
   return new Promise((resolve) => {
     socket.once('data', (data: Buffer) => resolve(data[0]));
     socket.once('close', () => resolve(undefined));
   });
+}
+
+/** Reserves the spare at `path` once it is free (a probe or a claimant that left may hold it a moment). */
+async function reserveWhenFree(path: string): Promise<SpareClaim | undefined> {
+  let claim: SpareClaim | undefined;
+  await until(async () => (claim = await SpareClaim.reserve(path)) !== undefined);
+  return claim;
+}
+
+/**
+ * A socket file nobody listens on: what a killed spare leaves. Bound under
+ * another name and linked into place, as the spare binds its own, because
+ * libuv unlinks the bound name when the listener closes.
+ */
+async function bindDead(path: string): Promise<void> {
+  const dead = net.createServer();
+  await new Promise<void>((resolve) => dead.listen(`${path}.dead`, resolve));
+  linkSync(`${path}.dead`, path);
+  await new Promise((resolve) => dead.close(resolve));
 }
 
 /** `ctr run -d` of `sleep 1000` under flint. */
