@@ -1,20 +1,22 @@
-import { closeSync, existsSync, fstatSync, linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, fstatSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { join } from 'node:path';
-import t from 'tap';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import t, { type Test } from 'tap';
 import { sendFd } from '../src/native/fdpass.js';
 import { socketpair } from '../src/native/socket.js';
-import type { HandoffMessage } from '../src/shim/handoff.js';
-import { spareSocketPath } from '../src/shim/socket-address.js';
+import { HANDOFF_ENV, type HandoffMessage } from '../src/shim/handoff.js';
+import { shimSocketAddress, socketPath, spareSocketPath } from '../src/shim/socket-address.js';
 import { SpareClaim } from '../src/shim/spare-claim.js';
-import { encodeReady, SPARE_NAK } from '../src/shim/spare-protocol.js';
+import { encodeReady, SPARE_ACK, SPARE_NAK } from '../src/shim/spare-protocol.js';
 import { waitAsSpare } from '../src/shim/spare-wait.js';
 import { buildId } from '../src/shim/version.js';
-import { busyboxRootfs, CONTAINER_PATH, isClean, startContainerd, waitForClean, type Containerd } from './harness/index.js';
+import { busyboxRootfs, CONTAINER_PATH, isClean, processesOwnedBy, repoRoot, runCommand, spawnFlint, startContainerd, waitForClean, type CommandResult, type Containerd } from './harness/index.js';
 import { fdCount, fdTargets } from './harness/host-state.js';
-import { isRunning } from './harness/procfs.js';
+import { isRunning, listProcesses, signal } from './harness/procfs.js';
 import { RUNTIMES } from './harness/scenario.js';
-import { shimPidOf, shimSocketOf } from './harness/shim-server.js';
+import { listenerPids, shimPidOf, shimSocketOf, taskClientAt } from './harness/shim-server.js';
 
 /**
  * Spare servers: a server whose last container is gone waits, for
@@ -262,3 +264,279 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 5_
   const deadline = Date.now() + timeoutMs;
   while (!(await condition()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
 }
+
+/*
+ * `start` against spares, without containerd: the shim run from dist/ as
+ * containerd runs it (in the bundle, options on stdin, output read as the
+ * address), so a spare that is a real server, or a hand-made one, is of the
+ * very build of `start`. Each test has a containerd address of its own, and
+ * so a spare socket of its own.
+ */
+const NS = 'flint-spare-test';
+const shimScript = join(repoRoot(), 'dist', 'cmd', 'shim', 'main.js');
+t.teardown(() => {
+  for (const p of processesOwnedBy(dir)) signal(p.pid, 'SIGKILL');
+});
+
+class Site {
+  readonly address: string;
+  readonly ttrpc: string;
+  readonly sparePath: string;
+  private readonly sockets = new Set<string>();
+
+  constructor(
+    t: Test,
+    readonly name: string,
+  ) {
+    this.address = join(dir, `${name}-containerd.sock`);
+    this.ttrpc = join(dir, `${name}-no-containerd.ttrpc`);
+    this.sparePath = spareSocketPath(this.address, { TTRPC_ADDRESS: this.ttrpc });
+    t.teardown(() => {
+      for (const p of processesOwnedBy(dir).filter((p) => p.argv.includes(this.address))) signal(p.pid, 'SIGKILL');
+      for (const socket of [...this.sockets, this.sparePath]) {
+        for (const pid of listenerPids(socket)) signal(pid, 'SIGKILL');
+        rmSync(socket, { force: true });
+      }
+    });
+  }
+
+  /** The environment containerd would give the shim, with flint's config file. */
+  env(config: object): Record<string, string> {
+    const path = join(dir, `${this.name}-${++n}.json`);
+    writeFileSync(path, JSON.stringify(config));
+    return { PATH: process.env.PATH!, FLINT_CONFIG: path, TTRPC_ADDRESS: this.ttrpc };
+  }
+
+  bundle(id: string, annotations: Record<string, string> = {}): string {
+    const bundle = join(dir, id);
+    mkdirSync(join(bundle, 'rootfs'), { recursive: true });
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', process: { args: ['true'], cwd: '/' }, root: { path: 'rootfs' }, annotations }));
+    return bundle;
+  }
+
+  socketOf(group: string): string {
+    const socket = socketPath(shimSocketAddress(this.address, NS, group));
+    this.sockets.add(socket);
+    return socket;
+  }
+
+  /** `<shim> start` for container `id`, with exactly `env` (none of the test runner's). */
+  start(id: string, bundle: string, env: Record<string, string>): Promise<CommandResult> {
+    const assignments = Object.entries(env).map(([key, value]) => `${key}=${value}`);
+    const args = ['-i', ...assignments, process.execPath, shimScript, '-namespace', NS, '-address', this.address, '-publish-binary', '/usr/bin/containerd', '-id', id, 'start'];
+    return runCommand('/usr/bin/env', args, { cwd: bundle, input: '', timeoutMs: 120_000 });
+  }
+
+  /** Runs container `id`'s server, then ends its group: with spareServerMs in `env`'s config it waits as the spare. */
+  async spare(t: Test, id: string, env: Record<string, string>): Promise<number> {
+    const r = await this.start(id, this.bundle(id), env);
+    t.equal(r.code, 0, `start ${id}`, { stderr: r.stderr });
+    const [pid] = await settledListeners(this.socketOf(id), id);
+    const { client, task } = await taskClientAt(this.socketOf(id), NS);
+    await task.shutdown({ id }).catch(() => {});
+    client.close();
+    await until(() => existsSync(this.sparePath), 15_000);
+    t.ok(existsSync(this.sparePath), `the server of ${id} waits as the spare`);
+    return pid!;
+  }
+}
+
+/** Servers spawned for container `id` (by argv): the one pre-spawned, or a fresh one. */
+function serversFor(id: string): number[] {
+  return listProcesses()
+    .filter((p) => p.argv[1] === shimScript && p.argv.includes(id) && !p.argv.includes('start') && isRunning(p.pid))
+    .map((p) => p.pid);
+}
+
+/**
+ * The pids holding the listening socket at `socket`, once every server
+ * spawned for `id` holds it too or is gone: a listening socket in flight to
+ * a server that is still booting is in no process's fd table.
+ */
+async function settledListeners(socket: string, id: string): Promise<number[]> {
+  await until(() => {
+    const holders = listenerPids(socket);
+    return holders.length > 0 && serversFor(id).every((pid) => holders.includes(pid));
+  }, 30_000);
+  return listenerPids(socket);
+}
+
+/**
+ * Once the spare at `path` has dealt with the connections it had queued:
+ * 'ready' when it answers a new claimant (it is still a spare), 'gone' when
+ * nothing listens there any more (it took a group and serves).
+ */
+async function spareSettled(path: string): Promise<'ready' | 'gone'> {
+  for (;;) {
+    const outcome = await new Promise<'ready' | 'gone' | 'busy'>((resolve) => {
+      const socket = net.createConnection({ path });
+      socket.once('data', () => (socket.destroy(), resolve('ready')));
+      socket.once('error', () => resolve('gone'));
+      socket.once('close', () => resolve('busy'));
+    });
+    if (outcome !== 'busy') return outcome;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/**
+ * A spare made by hand, of `start`'s build: answers READY, takes the
+ * listening socket and serves it at once, and acknowledges after
+ * `ackAfterMs` (never when negative).
+ */
+async function handMadeSpare(t: Test, path: string, ackAfterMs: number): Promise<{ child: ChildProcess; exited: Promise<NodeJS.Signals | null> }> {
+  const fdpass = pathToFileURL(join(repoRoot(), 'dist', 'src', 'native', 'fdpass.js')).href;
+  const script = `import net from 'node:net';
+import { receiveFdFromSocket } from ${JSON.stringify(fdpass)};
+const { path, build, ackAfterMs } = JSON.parse(process.env.HAND_MADE_SPARE);
+net.createServer({ pauseOnConnect: true }, async (socket) => {
+  socket.on('error', () => {});
+  socket.write(JSON.stringify({ build }) + '\\n');
+  const { fd } = await receiveFdFromSocket(socket);
+  net.createServer().listen({ fd });
+  if (ackAfterMs >= 0) setTimeout(() => socket.write(Buffer.from([${SPARE_ACK}])), ackAfterMs);
+}).listen(path, () => process.stdout.write('listening\\n'));`;
+  const child = spawnFlint(process.execPath, ['--input-type=module', '-e', script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    extraEnv: { HAND_MADE_SPARE: JSON.stringify({ path, build: buildId(), ackAfterMs }) },
+  });
+  t.teardown(() => signal(child.pid!, 'SIGKILL'));
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, sig) => resolve(sig)));
+  await new Promise((resolve) => child.stdout!.once('data', resolve));
+  return { child, exited };
+}
+
+t.test('start against a spare that stops while it is claimed: the socket gets one server, never two', async (t) => {
+  const site = new Site(t, 'stopped');
+  const env = site.env({ spareServerMs: 60_000 });
+  const spare = await site.spare(t, 'stopped-a', env);
+  process.kill(spare, 'SIGSTOP');
+  t.teardown(() => signal(spare, 'SIGCONT'));
+  const r = await site.start('stopped-b', site.bundle('stopped-b'), env);
+  t.equal(r.code, 0, 'start answers', { stderr: r.stderr });
+  process.kill(spare, 'SIGCONT');
+  const spareNow = await spareSettled(site.sparePath);
+  const servers = await settledListeners(site.socketOf('stopped-b'), 'stopped-b');
+  t.equal(servers.length, 1, 'one server listens on the socket', { servers, spare });
+  t.notOk(servers.includes(spare), 'not the stopped spare, which got nothing');
+  t.equal(spareNow, 'ready', 'which, resumed, is a spare still');
+});
+
+t.test('start against a spare slow to acknowledge: start waits for its answer and starts no server of its own', async (t) => {
+  const site = new Site(t, 'slow');
+  const spare = await handMadeSpare(t, site.sparePath, 3_000);
+  const r = await site.start('slow-b', site.bundle('slow-b'), site.env({ spareServerMs: 0 }));
+  t.equal(r.code, 0, 'start answers', { stderr: r.stderr });
+  t.same(serversFor('slow-b'), [], 'no server was started for the container');
+  t.same(listenerPids(site.socketOf('slow-b')), [spare.child.pid], 'the spare alone serves the socket');
+});
+
+t.test('start against a spare that never acknowledges: start kills it before the socket goes to a server of its own', async (t) => {
+  const site = new Site(t, 'mute');
+  const spare = await handMadeSpare(t, site.sparePath, -1);
+  const r = await site.start('mute-b', site.bundle('mute-b'), site.env({ spareServerMs: 0 }));
+  t.equal(r.code, 0, 'start answers', { stderr: r.stderr });
+  const servers = await settledListeners(site.socketOf('mute-b'), 'mute-b');
+  t.equal(servers.length, 1, 'one server listens on the socket', { servers, spare: spare.child.pid });
+  t.notOk(servers.includes(spare.child.pid!), 'a fresh one');
+  t.equal(await spare.exited, 'SIGKILL', 'the spare that held the socket without a word was killed');
+  t.notOk(existsSync(site.sparePath), 'and its socket file removed');
+});
+
+t.test('start does not hand the socket to a "spare" of another user (SO_PEERCRED)', async (t) => {
+  const site = new Site(t, 'uid');
+  // Outside the test's own dir, which only root may enter.
+  const fakeDir = mkdtempSync('/tmp/fspare-uid-');
+  chmodSync(fakeDir, 0o777);
+  t.teardown(() => rmSync(fakeDir, { recursive: true, force: true }));
+  // Speaks like a spare of start's build; records what each claimant sent.
+  const script = `const net = require('node:net');
+net.createServer((socket) => {
+  let bytes = 0;
+  socket.on('error', () => {});
+  socket.on('data', (data) => (bytes += data.length));
+  socket.on('close', () => process.stdout.write('claimant sent ' + bytes + '\\n'));
+  socket.write(JSON.stringify({ build: ${JSON.stringify(buildId())} }) + '\\n');
+}).listen(${JSON.stringify(join(fakeDir, 'spare'))}, () => process.stdout.write('listening\\n'));`;
+  const fake = spawnFlint(process.execPath, ['-e', script], { cwd: fakeDir, uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => signal(fake.pid!, 'SIGKILL'));
+  const lines: string[] = [];
+  fake.stdout!.on('data', (data: Buffer) => lines.push(...data.toString().trim().split('\n')));
+  await until(() => lines.includes('listening'));
+  t.ok(lines.includes('listening'), 'a "spare" of uid 65534 listens');
+  // Into the spare's place, as a socket only a process of that user could be listening on.
+  mkdirSync(dirname(site.sparePath), { recursive: true });
+  linkSync(join(fakeDir, 'spare'), site.sparePath);
+  const r = await site.start('uid-b', site.bundle('uid-b'), site.env({ spareServerMs: 0 }));
+  t.equal(r.code, 0, 'start answers', { stderr: r.stderr });
+  await until(() => lines.some((line) => line.startsWith('claimant sent')));
+  t.same(lines.filter((line) => line.startsWith('claimant sent')), ['claimant sent 0'], 'the claimant sent it nothing');
+  const servers = await settledListeners(site.socketOf('uid-b'), 'uid-b');
+  t.equal(servers.length, 1, 'a server of our own serves the container');
+  t.notOk(servers.includes(fake.pid!));
+});
+
+t.test("a spare serves with the claiming start's PATH and config, not those it was started with", async (t) => {
+  const site = new Site(t, 'env');
+  const spare = await site.spare(t, 'env-a', site.env({ spareServerMs: 60_000 }));
+  // A runc found only on the second start's PATH, which says it ran.
+  const wrapDir = join(dir, 'env-path');
+  const ran = join(dir, 'env-runc-ran');
+  mkdirSync(wrapDir);
+  writeFileSync(join(wrapDir, 'runc'), `#!/bin/sh\necho "$@" >> ${ran}\nexit 1\n`, { mode: 0o755 });
+  const env = { ...site.env({ spareServerMs: 0 }), PATH: `${wrapDir}:${process.env.PATH}` };
+  const bundle = site.bundle('env-b');
+  const r = await site.start('env-b', bundle, env);
+  t.equal(r.code, 0, 'start answers', { stderr: r.stderr });
+  const socket = site.socketOf('env-b');
+  t.same(await settledListeners(socket, 'env-b'), [spare], 'the spare serves the container');
+  const { client, task } = await taskClientAt(socket, NS);
+  await task.create({ id: 'env-b', bundle }).catch(() => {});
+  t.ok(existsSync(ran), "runc is looked up on the PATH containerd gave the claiming start");
+  await task.shutdown({ id: 'env-b' }).catch(() => {});
+  client.close();
+  await until(() => !isRunning(spare), 15_000);
+  t.notOk(isRunning(spare), "and the claiming start's config holds: spareServerMs 0, the server ends with its last container");
+  t.notOk(existsSync(site.sparePath), 'not waiting as a spare again');
+});
+
+t.test("a container joining its group's live server (a CRI app container) reserves no spare and boots no server", async (t) => {
+  const site = new Site(t, 'join');
+  const env = site.env({ spareServerMs: 0 });
+  const r = await site.start('join-a', site.bundle('join-a'), env);
+  t.equal(r.code, 0, 'the sandbox starts', { stderr: r.stderr });
+  const sandboxSocket = site.socketOf('join-a');
+  const [sandboxServer] = await settledListeners(sandboxSocket, 'join-a');
+  // Something at the spare's place that counts who comes to claim it.
+  let claimants = 0;
+  const standIn = net.createServer((socket) => {
+    claimants += 1;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => standIn.listen(site.sparePath, resolve));
+  t.teardown(() => standIn.close());
+  // Any server booted for the app container says so as it starts.
+  const booted = join(dir, 'join-booted');
+  const preload = join(dir, 'join-preload.cjs');
+  writeFileSync(preload, `if (process.env.${HANDOFF_ENV}) require('node:fs').appendFileSync(${JSON.stringify(booted)}, process.pid + '\\n');\n`);
+  const app = site.bundle('join-c', { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'join-a' });
+  const joined = await site.start('join-c', app, { ...env, NODE_OPTIONS: `--require ${preload}` });
+  t.same({ code: joined.code, out: joined.stdout.toString() }, { code: 0, out: `unix://${sandboxSocket}` }, "it gets the sandbox's address");
+  await until(() => serversFor('join-c').length === 0, 30_000);
+  t.notOk(existsSync(booted), 'no server was booted for it', { booted: existsSync(booted) ? readFileSync(booted, 'utf8') : '' });
+  t.equal(claimants, 0, 'no spare was reserved for it');
+  t.same(listenerPids(sandboxSocket), [sandboxServer], "the sandbox's server serves it");
+});
+
+t.test("a killed spare's socket file is removed by the next start", async (t) => {
+  const site = new Site(t, 'killed');
+  const env = site.env({ spareServerMs: 60_000 });
+  const spare = await site.spare(t, 'killed-a', env);
+  process.kill(spare, 'SIGKILL');
+  await until(() => !isRunning(spare));
+  t.ok(existsSync(site.sparePath), 'SIGKILL leaves the socket file');
+  const r = await site.start('killed-b', site.bundle('killed-b'), env);
+  t.equal(r.code, 0, 'start answers', { stderr: r.stderr });
+  t.notOk(existsSync(site.sparePath), 'the next start removed it');
+  t.equal((await settledListeners(site.socketOf('killed-b'), 'killed-b')).length, 1, 'and a server of its own serves the container');
+});
