@@ -341,10 +341,10 @@ class Site {
   }
 }
 
-/** Servers spawned for container `id` (by argv): the one pre-spawned, or a fresh one. */
+/** Servers spawned for container `id` of this test run (by argv): the one pre-spawned, or a fresh one. */
 function serversFor(id: string): number[] {
   return listProcesses()
-    .filter((p) => p.argv[1] === shimScript && p.argv.includes(id) && !p.argv.includes('start') && isRunning(p.pid))
+    .filter((p) => p.argv[1] === shimScript && p.argv.includes(id) && p.argv.some((arg) => arg.startsWith(`${dir}/`)) && !p.argv.includes('start') && isRunning(p.pid))
     .map((p) => p.pid);
 }
 
@@ -384,7 +384,7 @@ async function spareSettled(path: string): Promise<'ready' | 'gone'> {
  * listening socket and serves it at once, and acknowledges after
  * `ackAfterMs` (never when negative).
  */
-async function handMadeSpare(t: Test, path: string, ackAfterMs: number): Promise<{ child: ChildProcess; exited: Promise<NodeJS.Signals | null> }> {
+async function handMadeSpare(t: Test, path: string, ackAfterMs: number): Promise<ChildProcess> {
   const fdpass = pathToFileURL(join(repoRoot(), 'dist', 'src', 'native', 'fdpass.js')).href;
   const script = `import net from 'node:net';
 import { receiveFdFromSocket } from ${JSON.stringify(fdpass)};
@@ -401,9 +401,8 @@ net.createServer({ pauseOnConnect: true }, async (socket) => {
     extraEnv: { HAND_MADE_SPARE: JSON.stringify({ path, build: buildId(), ackAfterMs }) },
   });
   t.teardown(() => signal(child.pid!, 'SIGKILL'));
-  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, sig) => resolve(sig)));
   await new Promise((resolve) => child.stdout!.once('data', resolve));
-  return { child, exited };
+  return child;
 }
 
 t.test('start against a spare that stops while it is claimed: the socket gets one server, never two', async (t) => {
@@ -428,7 +427,7 @@ t.test('start against a spare slow to acknowledge: start waits for its answer an
   const r = await site.start('slow-b', site.bundle('slow-b'), site.env({ spareServerMs: 0 }));
   t.equal(r.code, 0, 'start answers', { stderr: r.stderr });
   t.same(serversFor('slow-b'), [], 'no server was started for the container');
-  t.same(listenerPids(site.socketOf('slow-b')), [spare.child.pid], 'the spare alone serves the socket');
+  t.same(listenerPids(site.socketOf('slow-b')), [spare.pid], 'the spare alone serves the socket');
 });
 
 t.test('start against a spare that never acknowledges: start kills it before the socket goes to a server of its own', async (t) => {
@@ -437,9 +436,10 @@ t.test('start against a spare that never acknowledges: start kills it before the
   const r = await site.start('mute-b', site.bundle('mute-b'), site.env({ spareServerMs: 0 }));
   t.equal(r.code, 0, 'start answers', { stderr: r.stderr });
   const servers = await settledListeners(site.socketOf('mute-b'), 'mute-b');
-  t.equal(servers.length, 1, 'one server listens on the socket', { servers, spare: spare.child.pid });
-  t.notOk(servers.includes(spare.child.pid!), 'a fresh one');
-  t.equal(await spare.exited, 'SIGKILL', 'the spare that held the socket without a word was killed');
+  t.equal(servers.length, 1, 'one server listens on the socket', { servers, spare: spare.pid });
+  t.notOk(servers.includes(spare.pid!), 'a fresh one');
+  await until(() => spare.signalCode !== null || spare.exitCode !== null);
+  t.equal(spare.signalCode, 'SIGKILL', 'the spare that held the socket without a word was killed');
   t.notOk(existsSync(site.sparePath), 'and its socket file removed');
 });
 
@@ -500,13 +500,28 @@ t.test("a spare serves with the claiming start's PATH and config, not those it w
   t.notOk(existsSync(site.sparePath), 'not waiting as a spare again');
 });
 
-t.test("a container joining its group's live server (a CRI app container) reserves no spare and boots no server", async (t) => {
+t.test("a container joining its group's live server (a CRI app container) boots no server and reserves no spare", async (t) => {
   const site = new Site(t, 'join');
   const env = site.env({ spareServerMs: 0 });
   const r = await site.start('join-a', site.bundle('join-a'), env);
   t.equal(r.code, 0, 'the sandbox starts', { stderr: r.stderr });
   const sandboxSocket = site.socketOf('join-a');
   const [sandboxServer] = await settledListeners(sandboxSocket, 'join-a');
+  // Any server booted for an app container says so as it starts.
+  const booted = join(dir, 'join-booted');
+  const preload = join(dir, 'join-preload.cjs');
+  writeFileSync(preload, `if (process.env.${HANDOFF_ENV}) require('node:fs').appendFileSync(${JSON.stringify(booted)}, process.pid + '\\n');\n`);
+  const joinSandbox = async (id: string): Promise<void> => {
+    const app = site.bundle(id, { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'join-a' });
+    const joined = await site.start(id, app, { ...env, NODE_OPTIONS: `--require ${preload}` });
+    t.same({ code: joined.code, out: joined.stdout.toString() }, { code: 0, out: `unix://${sandboxSocket}` }, `${id} gets the sandbox's address`);
+    // A server booted early and not needed leaves once start is done with it.
+    await until(() => serversFor(id).length === 0, 30_000);
+  };
+
+  await joinSandbox('join-c');
+  t.notOk(existsSync(booted), 'no server was booted for it', { booted: existsSync(booted) ? readFileSync(booted, 'utf8') : '' });
+
   // Something at the spare's place that counts who comes to claim it.
   let claimants = 0;
   const standIn = net.createServer((socket) => {
@@ -515,17 +530,10 @@ t.test("a container joining its group's live server (a CRI app container) reserv
   });
   await new Promise<void>((resolve) => standIn.listen(site.sparePath, resolve));
   t.teardown(() => standIn.close());
-  // Any server booted for the app container says so as it starts.
-  const booted = join(dir, 'join-booted');
-  const preload = join(dir, 'join-preload.cjs');
-  writeFileSync(preload, `if (process.env.${HANDOFF_ENV}) require('node:fs').appendFileSync(${JSON.stringify(booted)}, process.pid + '\\n');\n`);
-  const app = site.bundle('join-c', { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'join-a' });
-  const joined = await site.start('join-c', app, { ...env, NODE_OPTIONS: `--require ${preload}` });
-  t.same({ code: joined.code, out: joined.stdout.toString() }, { code: 0, out: `unix://${sandboxSocket}` }, "it gets the sandbox's address");
-  await until(() => serversFor('join-c').length === 0, 30_000);
-  t.notOk(existsSync(booted), 'no server was booted for it', { booted: existsSync(booted) ? readFileSync(booted, 'utf8') : '' });
-  t.equal(claimants, 0, 'no spare was reserved for it');
-  t.same(listenerPids(sandboxSocket), [sandboxServer], "the sandbox's server serves it");
+  await joinSandbox('join-d');
+  t.equal(claimants, 0, 'with a spare waiting, none is reserved for it');
+  t.notOk(existsSync(booted), 'nor a server booted');
+  t.same(listenerPids(sandboxSocket), [sandboxServer], "the sandbox's server serves them");
 });
 
 t.test("a killed spare's socket file is removed by the next start", async (t) => {
