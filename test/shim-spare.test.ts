@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import t, { type Test } from 'tap';
 import { sendFd } from '../src/native/fdpass.js';
 import { socketpair } from '../src/native/socket.js';
-import { HANDOFF_ENV, type HandoffMessage } from '../src/shim/handoff.js';
+import { HANDOFF_ENV, type Handoff, type HandoffMessage } from '../src/shim/handoff.js';
 import { shimSocketAddress, socketPath, spareSocketPath } from '../src/shim/socket-address.js';
 import { SpareClaim } from '../src/shim/spare-claim.js';
 import { encodeReady, SPARE_ACK, SPARE_NAK } from '../src/shim/spare-protocol.js';
@@ -32,6 +32,15 @@ function message(id: string): HandoffMessage {
   return { namespace: 'ns', id, address: '/run/c.sock', socket: `unix://${dir}/${id}.sock`, bundle: dir, debug: false, configPath: undefined };
 }
 
+/** A spare waiting (5 s) at a new path, and how many fds this process had open before. */
+async function aSpare(): Promise<{ path: string; waiting: Promise<Handoff | undefined>; fdsBefore: number }> {
+  const path = join(dir, `spare-${++n}`);
+  const fdsBefore = fdCount(process.pid);
+  const waiting = waitAsSpare(path, 5_000);
+  await until(() => existsSync(path));
+  return { path, waiting, fdsBefore };
+}
+
 /** A listening-socket stand-in to hand over: one end of a socketpair (any fd passes). */
 function anFd(): { fd: number; close: () => void } {
   const [a, b] = socketpair();
@@ -39,9 +48,7 @@ function anFd(): { fd: number; close: () => void } {
 }
 
 t.test('a claim hands the spare an fd, the message and its environment; the claimant hears it was taken', async (t) => {
-  const path = join(dir, `spare-${++n}`);
-  const waiting = waitAsSpare(path, 5_000);
-  await until(() => existsSync(path));
+  const { path, waiting } = await aSpare();
   const claim = await SpareClaim.reserve(path);
   t.ok(claim, 'start finds the spare');
   const given = anFd();
@@ -91,59 +98,27 @@ t.test('a stale socket file of a spare that died is replaced, and a claimant tha
 });
 
 t.test('one claimant at a time: another is turned away while the spare is reserved, and taken once that one leaves', async (t) => {
-  const path = join(dir, `spare-${++n}`);
-  const fdsBefore = fdCount(process.pid);
-  const waiting = waitAsSpare(path, 5_000);
-  await until(() => existsSync(path));
+  const { path, waiting, fdsBefore } = await aSpare();
   const [a, b] = await Promise.all([SpareClaim.reserve(path), SpareClaim.reserve(path)]);
   t.equal([a, b].filter(Boolean).length, 1, 'exactly one claimant reserves the spare');
   (a ?? b)!.close();
-  const next = await reserveWhenFree(path);
-  t.ok(next, 'a claimant that leaves without sending frees the spare');
-  const given = anFd();
-  t.equal(await next!.send(given.fd, message('ca')), true);
-  const handoff = (await waiting)!;
-  t.equal(handoff.message.id, 'ca', 'the spare serves the claim it confirmed');
-  closeSync(handoff.listenerFd);
-  given.close();
-  await until(() => fdCount(process.pid) <= fdsBefore);
-  t.ok(fdCount(process.pid) <= fdsBefore, 'no fd of any claim is left open', { before: fdsBefore, now: fdTargets(process.pid) });
+  await claimAndCount(t, path, waiting, anFd(), fdsBefore, 'ca', 'no fd of any claim is left open');
 });
 
 t.test('a claim the spare cannot take is answered NAK, with its copy of the socket closed, and the wait goes on', async (t) => {
-  const path = join(dir, `spare-${++n}`);
-  const fdsBefore = fdCount(process.pid);
-  const waiting = waitAsSpare(path, 5_000);
-  await until(() => existsSync(path));
+  const { path, waiting, fdsBefore } = await aSpare();
   const given = anFd();
   const bad = await SpareClaim.reserve(path);
   t.equal(await bad!.send(given.fd, { ...message('x'), bundle: 'relative/path' }), false, 'a message with a relative bundle is refused');
   t.equal(await claimByHand(path, given.fd, { ...message('y'), build: 'flint of another build' }), SPARE_NAK, 'a claim of another build is answered NAK');
-  const good = await reserveWhenFree(path);
-  t.equal(await good!.send(given.fd, message('c4')), true, 'the next good claim is taken');
-  const handoff = (await waiting)!;
-  t.equal(handoff.message.id, 'c4');
-  closeSync(handoff.listenerFd);
-  given.close();
-  await until(() => fdCount(process.pid) <= fdsBefore);
-  t.ok(fdCount(process.pid) <= fdsBefore, 'the spare kept no copy of a socket it refused', { before: fdsBefore, now: fdTargets(process.pid) });
+  await claimAndCount(t, path, waiting, given, fdsBefore, 'c4', 'the spare kept no copy of a socket it refused');
 });
 
 t.test('a claimant gone once it has sent the socket: the spare does not serve it, and waits on', async (t) => {
-  const path = join(dir, `spare-${++n}`);
-  const fdsBefore = fdCount(process.pid);
-  const waiting = waitAsSpare(path, 5_000);
-  await until(() => existsSync(path));
+  const { path, waiting, fdsBefore } = await aSpare();
   const given = anFd();
   t.equal(await claimByHand(path, given.fd, { ...message('gone'), build: buildId() }, { leave: true }), undefined, 'the claimant left without an answer');
-  const good = await reserveWhenFree(path);
-  t.ok(good, 'the spare is still waiting');
-  t.equal(await good!.send(given.fd, message('c5')), true);
-  t.equal((await waiting)!.message.id, 'c5', 'and serves the next claim, not the abandoned one');
-  closeSync((await waiting)!.listenerFd);
-  given.close();
-  await until(() => fdCount(process.pid) <= fdsBefore);
-  t.ok(fdCount(process.pid) <= fdsBefore, 'no copy of the abandoned socket is kept', { before: fdsBefore, now: fdTargets(process.pid) });
+  await claimAndCount(t, path, waiting, given, fdsBefore, 'c5', 'no copy of the abandoned socket is kept');
 });
 
 t.test('a spare of another build is not reserved', async (t) => {
@@ -183,6 +158,23 @@ async function claimByHand(path: string, fd: number, sent: HandoffMessage, optio
     socket.once('data', (data: Buffer) => resolve(data[0]));
     socket.once('close', () => resolve(undefined));
   });
+}
+
+/**
+ * The spare at `path` is still waiting: a good claim (`id`) is taken and is
+ * what `waiting` resolves with. Then every fd is closed again, the spare's
+ * copies included (`what`).
+ */
+async function claimAndCount(t: Test, path: string, waiting: Promise<Handoff | undefined>, given: { fd: number; close: () => void }, fdsBefore: number, id: string, what: string): Promise<void> {
+  const claim = await reserveWhenFree(path);
+  t.ok(claim, 'the spare is free for the next claimant');
+  t.equal(await claim!.send(given.fd, message(id)), true, 'whose claim is taken');
+  const handoff = (await waiting)!;
+  t.equal(handoff.message.id, id, 'the spare serves the claim it confirmed');
+  closeSync(handoff.listenerFd);
+  given.close();
+  await until(() => fdCount(process.pid) <= fdsBefore);
+  t.ok(fdCount(process.pid) <= fdsBefore, what, { before: fdsBefore, now: fdTargets(process.pid) });
 }
 
 /** Reserves the spare at `path` once it is free (a probe or a claimant that left may hold it a moment). */
