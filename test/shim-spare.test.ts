@@ -415,7 +415,8 @@ t.test('start against a spare that stops while it is claimed: the socket gets on
 
 t.test('start against a spare slow to acknowledge: start waits for its answer and starts no server of its own', async (t) => {
   const site = new Site(t, 'slow');
-  const spare = await handMadeSpare(t, site.sparePath, 3_000);
+  // Later than the 2 s that start once waited before it started a server of its own anyway.
+  const spare = await handMadeSpare(t, site.sparePath, 2_500);
   const r = await site.start('slow-b', site.bundle('slow-b'), site.env({ spareServerMs: 0 }));
   t.equal(r.code, 0, 'start answers', { stderr: r.stderr });
   t.same(serversFor('slow-b'), [], 'no server was started for the container');

@@ -7,8 +7,12 @@ import { removeDeadSocket } from './socket-probe.js';
 import { decodeReady, MAX_SPARE_HANDOFF_BYTES, SPARE_ACK, SPARE_NAK } from './spare-protocol.js';
 import { buildId } from './version.js';
 
-/** A spare answers READY at once; a slower one is treated as absent, which costs only a fresh server. */
-const READY_TIMEOUT_MS = 500;
+/**
+ * An idle spare answers READY as soon as it is scheduled; one slower than
+ * this (stopped, hung) is treated as absent, which is always safe before the
+ * socket is sent, and costs a fresh server.
+ */
+const READY_TIMEOUT_MS = 2_000;
 /**
  * How long `start` waits for the answer of a spare that has the socket,
  * before it kills that spare to be sure it does not serve (spare-protocol.ts).
