@@ -14,7 +14,7 @@ import { waitAsSpare } from '../src/shim/spare-wait.js';
 import { buildId } from '../src/shim/version.js';
 import { busyboxRootfs, CONTAINER_PATH, isClean, processesOwnedBy, repoRoot, runCommand, spawnFlint, startContainerd, waitForClean, type CommandResult, type Containerd } from './harness/index.js';
 import { fdCount, fdTargets } from './harness/host-state.js';
-import { isRunning, listProcesses, signal } from './harness/procfs.js';
+import { isRunning, listProcesses, signal, unmountUnder } from './harness/procfs.js';
 import { RUNTIMES } from './harness/scenario.js';
 import { listenerPids, shimPidOf, shimSocketOf, taskClientAt } from './harness/shim-server.js';
 
@@ -25,7 +25,12 @@ import { listenerPids, shimPidOf, shimSocketOf, taskClientAt } from './harness/s
  * spare-wait.ts and spare-claim.ts in this process, then through containerd.
  */
 const dir = mkdtempSync('/tmp/fspare-');
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+t.teardown(() => {
+  // What start spawned here, and what a failed Create may have mounted in a bundle.
+  for (const p of processesOwnedBy(dir)) signal(p.pid, 'SIGKILL');
+  unmountUnder(dir);
+  rmSync(dir, { recursive: true, force: true });
+});
 let n = 0;
 
 function message(id: string): HandoffMessage {
@@ -266,9 +271,6 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 5_
  */
 const NS = 'flint-spare-test';
 const shimScript = join(repoRoot(), 'dist', 'cmd', 'shim', 'main.js');
-t.teardown(() => {
-  for (const p of processesOwnedBy(dir)) signal(p.pid, 'SIGKILL');
-});
 
 class Site {
   readonly address: string;
