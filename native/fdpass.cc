@@ -4,12 +4,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include "errors.h"
 
 namespace flint {
 
 namespace {
-constexpr size_t kMaxData = 4096;
+// Room for a spare server's handoff message, which carries start's environment
+// (src/shim/spare-protocol.ts MAX_SPARE_HANDOFF_BYTES is half of this).
+constexpr size_t kMaxData = 65536;
 // Room for a few fds so a sender passing more than one cannot leak into us
 // through a truncated control message; all but the first are closed.
 constexpr size_t kMaxFds = 8;
@@ -20,8 +24,8 @@ constexpr size_t kMaxFds = 8;
 static Napi::Value RecvFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int sock = ArgInt(info, 0, "fd");
-  char data[kMaxData];
-  iovec iov{data, sizeof data};
+  std::vector<char> data(kMaxData);
+  iovec iov{data.data(), data.size()};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -52,7 +56,7 @@ static Napi::Value RecvFd(const Napi::CallbackInfo& info) {
   }
   Napi::Object result = Napi::Object::New(env);
   result.Set("fd", Napi::Number::New(env, received));
-  result.Set("data", Napi::Buffer<char>::Copy(env, data, static_cast<size_t>(n)));
+  result.Set("data", Napi::Buffer<char>::Copy(env, data.data(), static_cast<size_t>(n)));
   return result;
 }
 

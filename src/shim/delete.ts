@@ -1,4 +1,4 @@
-import { readFile, stat, unlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unmountAll } from '../bundle/mount.js';
 import { loadConfig } from '../config/config.js';
@@ -10,7 +10,7 @@ import { readPidFile } from '../taskapi/process/pid-file.js';
 import { readRuncSettings } from '../taskapi/runc-settings.js';
 import type { ShimArgs } from './args.js';
 import { socketPath } from './socket-address.js';
-import { probeSocket } from './socket-probe.js';
+import { removeDeadSocket } from './socket-probe.js';
 
 /** What the runc shim reports for a task it had to clean up after: SIGKILL. */
 const KILLED_EXIT_STATUS = 137;
@@ -37,7 +37,7 @@ export async function deleteShim(args: ShimArgs, warn: (message: string) => void
   };
   await attempt('remove runc container', () => deleteRuncContainer(args, bundle));
   await attempt('clean up rootfs mount', () => unmountAll(join(bundle, 'rootfs')));
-  await attempt('remove the dead server\'s socket', () => removeDeadSocket(bundle));
+  await attempt('remove the dead server\'s socket', () => removeServerSocket(bundle));
   let pid = 0;
   // A create that failed early wrote no pid file: nothing to warn about.
   await attempt('read init pid file', async () => (pid = (await readPidFile(join(bundle, 'init.pid')).catch(ignoreMissing)) ?? 0));
@@ -62,23 +62,14 @@ function ignoreMissing(err: unknown): undefined {
   throw err;
 }
 
-/**
- * A server killed without its shutdown (SIGKILL, OOM) leaves its socket in
- * /run/containerd/s. Removed only when nothing listens on it any more: a
- * group's server may still serve other containers, and a socket whose
- * inode changed since the probe belongs to a server started meanwhile.
- */
-async function removeDeadSocket(bundle: string): Promise<void> {
+/** A server killed without its shutdown (SIGKILL, OOM) leaves its socket in /run/containerd/s. */
+async function removeServerSocket(bundle: string): Promise<void> {
   let path: string;
   try {
     path = socketPath((await readFile(join(bundle, 'address'), 'utf8')).trim());
   } catch {
     return;
   }
-  if (!path.startsWith('/')) return;
-  const before = await stat(path).catch(() => undefined);
-  if (!before?.isSocket() || (await probeSocket(path)) !== 'refused') return;
-  const after = await stat(path).catch(() => undefined);
-  if (after?.ino !== before.ino || after.dev !== before.dev) return;
-  await unlink(path).catch(() => {});
+  // Only once nothing listens: a group's server may still serve other containers.
+  if (path.startsWith('/')) await removeDeadSocket(path);
 }

@@ -5,6 +5,7 @@ import { setNonblocking } from '../native/fd.js';
 import { Poller } from '../native/poll.js';
 import { socketpair } from '../native/socket.js';
 import { loadConfig } from '../config/config.js';
+import { shimGroup } from './group.js';
 
 /** Set in the pre-spawned server's environment: the fd of its end of the handoff socket. */
 export const HANDOFF_ENV = 'FLINT_SHIM_HANDOFF_FD';
@@ -33,6 +34,12 @@ export interface HandoffMessage {
   readonly shimCgroup?: string | undefined;
   /** The claimant's build (version.ts buildId), sent to a spare server, which must be the same build. */
   readonly build?: string;
+  /**
+   * `start`'s environment (containerd's, with FLINT_CONFIG, PATH…), sent to
+   * a spare server: it was spawned by an earlier `start`, maybe of a
+   * containerd since restarted with other settings, and serves with these.
+   */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -151,7 +158,17 @@ export function decodeHandoff(data: Buffer): HandoffMessage {
     if (typeof message[key] !== 'string') throw new Error(`server handoff: ${key} is not a string`);
   }
   if (!message.bundle!.startsWith('/')) throw new Error(`server handoff: bundle ${JSON.stringify(message.bundle)} is not absolute`);
+  const env: unknown = message.env;
+  if (env !== undefined && (typeof env !== 'object' || env === null || Object.values(env).some((value) => typeof value !== 'string'))) {
+    throw new Error('server handoff: env is not an object of strings');
+  }
   return { ...(message as HandoffMessage), debug: message.debug === true };
+}
+
+/** Makes `env` the whole environment of this process, and of what it spawns from now on. */
+export function adoptEnvironment(env: Readonly<Record<string, string>>): void {
+  for (const key of Object.keys(process.env)) if (!Object.hasOwn(env, key)) delete process.env[key];
+  Object.assign(process.env, env);
 }
 
 export function isHandoffServer(): boolean {
@@ -159,15 +176,16 @@ export function isHandoffServer(): boolean {
 }
 
 /**
- * Whether a new container probably needs a new server: with one server per
- * sandbox (the default) it does; with one per namespace or per agent it
- * usually joins a live one. Only the config file is read here; the task's
- * runtime options may name another, which start then honours.
+ * Whether a new container probably needs a server of its own, rather than
+ * joining its group's live one: when it is its own group, as with one
+ * server per sandbox (the default) for a container with no group annotation
+ * or a CRI sandbox. A CRI app container names its sandbox, whose server is
+ * alive. Only the config file is read here; the task's runtime options may
+ * name another, which start then honours.
  */
-export function serverLikelyNeeded(): boolean {
+export function serverLikelyNeeded(id: string, annotations: Readonly<Record<string, string>> | undefined): boolean {
   try {
-    const { config } = loadConfig();
-    return config.mode === 'embedded' && config.group === 'sandbox';
+    return shimGroup(loadConfig().config, id, annotations) === id;
   } catch {
     return false;
   }

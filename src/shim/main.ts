@@ -1,4 +1,5 @@
 import { closeSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseShimArgs, type ShimArgs } from './args.js';
 import type { Handoff } from './handoff.js';
 import { versionText } from './version.js';
@@ -49,18 +50,23 @@ export async function shimMain(argv: readonly string[], scriptPath: string): Pro
 /**
  * `start`: a spare server of this containerd takes the container if there
  * is one; otherwise a new server boots while start works out where it
- * should listen, unless this container most likely joins a live server.
+ * should listen. A container that most likely joins its group's live server
+ * (a CRI app container) neither reserves a spare nor boots a server early:
+ * only if its group turns out to have no server does it look for either.
  */
 async function start(args: ShimArgs, scriptPath: string): Promise<string> {
-  const [{ handOver, ServerHandoff, serverLikelyNeeded }, { SpareClaim }, { spareSocketPath }] = await Promise.all([
+  const [{ handOver, ServerHandoff, serverLikelyNeeded }, { SpareClaim }, { spareSocketPath }, { readSpec }] = await Promise.all([
     import('./handoff.js'),
     import('./spare-claim.js'),
     import('./socket-address.js'),
+    import('../bundle/spec.js'),
   ]);
   const serverArgv = [scriptPath, '-namespace', args.namespace, '-id', args.id, '-address', args.address, ...(args.debug ? ['-debug'] : [])];
   const cwd = args.bundle || process.cwd();
-  const spare = await SpareClaim.connect(spareSocketPath(args.address));
-  const early = !spare && serverLikelyNeeded() ? ServerHandoff.spawn(serverArgv, cwd) : undefined;
+  const spec = await readSpec(join(cwd, 'config.json'));
+  const likelyNeeded = serverLikelyNeeded(args.id, spec.annotations);
+  const spare = likelyNeeded ? await SpareClaim.reserve(spareSocketPath(args.address)) : undefined;
+  const early = likelyNeeded && !spare ? ServerHandoff.spawn(serverArgv, cwd) : undefined;
   try {
     const { startShim } = await import('./start.js');
     let fresh = early;
@@ -70,8 +76,10 @@ async function start(args: ShimArgs, scriptPath: string): Promise<string> {
       fresh = undefined;
       return server;
     };
-    return await startShim(args, async (listenerFd, message) => {
-      if (spare && (await spare.send(listenerFd, message))) return;
+    return await startShim(args, spec, async (listenerFd, message) => {
+      // Not reserved early because the group was thought alive: a spare may serve it still.
+      const claim = likelyNeeded ? spare : await SpareClaim.reserve(spareSocketPath(args.address));
+      if (claim && (await claim.send(listenerFd, message))) return;
       handOver(takeServer, listenerFd, message);
     });
   } finally {
@@ -93,7 +101,7 @@ interface ServedGroup {
  * serve the group a later `start` hands it.
  */
 async function serve(args: ShimArgs): Promise<void> {
-  const [{ isHandoffServer, receiveHandoff }, { serveGroup }] = await Promise.all([import('./handoff.js'), import('./serve.js')]);
+  const [{ adoptEnvironment, isHandoffServer, receiveHandoff }, { serveGroup }] = await Promise.all([import('./handoff.js'), import('./serve.js')]);
   process.on('SIGPIPE', () => {});
   // What to serve: the flags of this process, overridden by what a handoff says.
   const groupOf = ({ listenerFd, message }: Handoff): ServedGroup => ({ args: { ...args, ...message, action: undefined }, listenerFd, configPath: message.configPath, shimCgroup: message.shimCgroup });
@@ -118,6 +126,8 @@ async function serve(args: ShimArgs): Promise<void> {
       closeSync(next.listenerFd);
       break;
     }
+    // Served as a fresh server would be: with what containerd gave the claiming start, not the one that spawned us.
+    if (next.message.env) adoptEnvironment(next.message.env);
     group = groupOf(next);
   }
   process.exit(0);

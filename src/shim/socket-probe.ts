@@ -1,3 +1,4 @@
+import { stat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 
 /** A live server accepts at once; past this the socket counts as neither live nor dead. */
@@ -20,4 +21,18 @@ export function probeSocket(path: string): Promise<'answers' | 'refused' | 'unkn
     socket.once('connect', () => done('answers'));
     socket.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' ? 'refused' : 'unknown'));
   });
+}
+
+/**
+ * Removes the socket file at `path` if nothing listens on it any more: what
+ * a process killed without its shutdown (SIGKILL, OOM) leaves behind. A
+ * socket whose inode changed since the probe belongs to a process that
+ * bound it meanwhile, and stays. Never fails.
+ */
+export async function removeDeadSocket(path: string): Promise<void> {
+  const before = await stat(path).catch(() => undefined);
+  if (!before?.isSocket() || (await probeSocket(path)) !== 'refused') return;
+  const after = await stat(path).catch(() => undefined);
+  if (after?.ino !== before.ino || after.dev !== before.dev) return;
+  await unlink(path).catch(() => {});
 }

@@ -6,34 +6,42 @@ import { socketFd } from '../ttrpc/unix-creds.js';
 import { listenExclusive } from './exclusive-listener.js';
 import { decodeHandoff, type Handoff } from './handoff.js';
 import { OwnSocket } from './own-socket.js';
-import { SPARE_ACK } from './spare-claim.js';
+import { encodeReady, SPARE_ACK, SPARE_NAK } from './spare-protocol.js';
 import { buildId } from './version.js';
 
-/** A claimant sends its handoff as soon as it has connected. */
-const CLAIM_TIMEOUT_MS = 2_000;
+/**
+ * How long a reservation waits for the claimant's socket. `start` reserves
+ * the spare before it works out the group and binds its socket, which on a
+ * loaded machine can take seconds; a claimant gone quiet for longer loses it.
+ */
+const RESERVATION_MS = 30_000;
 
 /**
  * A server whose last container is gone waits here, as the spare of its
  * containerd, for the next container that needs a server: `start` hands it
- * that group's listening socket (spare-claim.ts) and it serves again, so no
- * Node process has to start for it. One spare per containerd: a server that
- * finds one already waiting exits, and so does a spare nobody claims within
- * `idleMs`. Only a claim of the same build and user is taken.
+ * that group's listening socket (spare-protocol.ts) and it serves again, so
+ * no Node process has to start for it. One spare per containerd: a server
+ * that finds one already waiting exits, and so does a spare nobody claims
+ * within `idleMs`. Only a claim of the same build and user is taken, one
+ * claimant at a time.
  *
- * Resolves with the handoff, or undefined when the server should exit.
+ * Resolves with the handoff, or undefined when the server should exit. The
+ * socket file is gone either way, and on any exit while it waits.
  */
 export async function waitAsSpare(path: string, idleMs: number): Promise<Handoff | undefined> {
   const server = await listenExclusive(path, { pauseOnConnect: true }).catch(() => undefined);
   if (!server) return undefined;
   const own = new OwnSocket(path);
+  const removeOwn = () => own.remove();
+  process.on('exit', removeOwn);
   return new Promise((resolve) => {
-    let claiming = 0;
+    let reserved = false;
     let expired = false;
     let settled = false;
     const finish = (handoff: Handoff | undefined) => {
       settled = true;
       clearTimeout(timer);
-      process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal).off('SIGINT', onSignal).off('exit', removeOwn);
       server.removeAllListeners('connection');
       own.remove();
       server.close();
@@ -48,46 +56,78 @@ export async function waitAsSpare(path: string, idleMs: number): Promise<Handoff
       expired = true;
       // No new claims from here on; one under way may still complete.
       own.remove();
-      if (claiming === 0) finish(undefined);
+      if (!reserved) finish(undefined);
     }, idleMs);
     server.on('connection', (socket: net.Socket) => {
-      claiming += 1;
-      void readClaim(socket).then((claim) => {
-        claiming -= 1;
-        if (claim && !settled) {
-          // Only the first claim is answered; any other claimant sees no
-          // answer and starts a server of its own.
-          // Paused sockets never read the peer's EOF: close once the answer is out.
-          socket.end(Buffer.from([SPARE_ACK]), () => socket.destroy());
-          finish(claim);
-          return;
-        }
-        if (claim) closeSync(claim.listenerFd);
+      socket.on('error', () => {});
+      // Busy with another claimant, or not ours to serve: closed unanswered, the claimant starts a server of its own.
+      if (reserved || settled || !fromOwnUser(socket)) {
         socket.destroy();
-        if (expired && claiming === 0 && !settled) finish(undefined);
+        return;
+      }
+      reserved = true;
+      void hearClaim(socket, () => settled).then((handoff) => {
+        reserved = false;
+        if (handoff) finish(handoff);
+        else if (expired && !settled) finish(undefined);
       });
     });
   });
 }
 
-/** Reads one claim: the listening socket and the message. Undefined when the peer had nothing valid to give. */
-async function readClaim(socket: net.Socket): Promise<Handoff | undefined> {
-  socket.on('error', () => {});
+function fromOwnUser(socket: net.Socket): boolean {
+  const fd = socketFd(socket);
   try {
-    const fd = socketFd(socket);
-    if (fd === undefined || peerCred(fd).uid !== process.geteuid!()) return undefined;
-    const received = await receiveFdFromSocket(socket, { timeoutMs: CLAIM_TIMEOUT_MS });
-    try {
-      const message = decodeHandoff(received.data);
-      // Another build (flint was upgraded) must not serve: its start then starts a server of its own.
-      if (message.build !== buildId()) throw new Error('another build');
-      return { listenerFd: received.fd, message };
-    } catch {
-      closeSync(received.fd);
-      return undefined;
-    }
+    return fd !== undefined && peerCred(fd).uid === process.geteuid!();
   } catch {
-    // The claimant went away (it looked, then found its group's server alive).
+    return false;
+  }
+}
+
+/**
+ * One reserved claim, the spare's side of spare-protocol.ts: READY, then the
+ * claimant's socket and message, answered ACK or NAK. Resolves with what to
+ * serve, or undefined when there is nothing, having closed whatever it got.
+ */
+async function hearClaim(socket: net.Socket, leaving: () => boolean): Promise<Handoff | undefined> {
+  let received;
+  try {
+    await write(socket, encodeReady({ build: buildId() }));
+    received = await receiveFdFromSocket(socket, { timeoutMs: RESERVATION_MS });
+  } catch {
+    // The claimant left without sending (it found its group's server alive, or
+    // took a fresh one), or kept the reservation too long: a socket it sends
+    // now stays unread and goes with the connection.
+    socket.destroy();
     return undefined;
   }
+  let message;
+  try {
+    message = decodeHandoff(received.data);
+    // Another build (flint was upgraded) must not serve: its start then starts a server of its own.
+    if (message.build !== buildId()) message = undefined;
+  } catch {
+    message = undefined;
+  }
+  if (!message || leaving()) {
+    closeSync(received.fd);
+    await write(socket, Buffer.from([SPARE_NAK])).catch(() => {});
+    socket.destroy();
+    return undefined;
+  }
+  try {
+    await write(socket, Buffer.from([SPARE_ACK]));
+  } catch {
+    // The claimant is gone: it may have given the socket to someone else.
+    closeSync(received.fd);
+    return undefined;
+  } finally {
+    // What was written stays readable by the claimant after the close.
+    socket.destroy();
+  }
+  return { listenerFd: received.fd, message };
+}
+
+function write(socket: net.Socket, data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => socket.write(data, (err) => (err ? reject(err) : resolve())));
 }

@@ -1,7 +1,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../bundle/write-file-atomic.js';
-import { readSpec } from '../bundle/spec.js';
+import type { OciSpec } from '../bundle/spec.js';
 import { loadConfig } from '../config/config.js';
 import { google } from '../generated/options.js';
 import { decodeTaskOptions } from '../taskapi/options.js';
@@ -18,18 +18,18 @@ export type HandOver = (listenerFd: number, message: HandoffMessage) => Promise<
 /**
  * `start`: finds or starts the server for this container's group and
  * returns its address, which containerd dials. It is called with the bundle
- * as cwd and the task's runtime options (an Any) on stdin.
+ * as cwd and the task's runtime options (an Any) on stdin; `spec` is the
+ * bundle's config.json.
  *
  * A live server of the group gets the container; otherwise this binds the
  * group's socket and `handOver` gives it to a server: a spare, or one
  * spawned detached with no stdio of ours, because containerd waits for EOF
  * on this process's output before it dials (see handoff.ts).
  */
-export async function startShim(args: ShimArgs, handOver: HandOver): Promise<string> {
+export async function startShim(args: ShimArgs, spec: OciSpec, handOver: HandOver): Promise<string> {
   const bundle = args.bundle || process.cwd();
   const options = decodeTaskOptions(readOptionsFromStdin());
   const { config } = loadConfig(options.configPath);
-  const spec = await readSpec(join(bundle, 'config.json'));
   const address = shimSocketAddress(args.address, args.namespace, shimGroup(config, args.id, spec.annotations));
   const path = socketPath(address);
 
