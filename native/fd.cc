@@ -1,6 +1,7 @@
 // Plain fd calls: pipes, FIFOs and O_NONBLOCK.
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
@@ -67,10 +68,23 @@ static Napi::Value UnreadBytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, unread);
 }
 
+// True when poll() says POLLHUP on a FIFO's read end: a writer that opened
+// it after this reader did has closed it, and no writer is left. (A reader
+// opened before any writer sees no POLLHUP, unlike read(), which says EOF.)
+static Napi::Value WritersLeft(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct pollfd p = {ArgInt(info, 0, "fd"), POLLIN, 0};
+  int n = poll(&p, 1, 0);
+  if (n < 0) ThrowErrno(env, errno, "poll");
+  if (p.revents & POLLNVAL) ThrowErrno(env, EBADF, "poll");
+  return Napi::Boolean::New(env, n > 0 && (p.revents & POLLHUP) != 0);
+}
+
 void InitFd(Napi::Env env, Napi::Object exports, Napi::Object) {
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
   exports.Set("setPipeSize", Napi::Function::New(env, SetPipeSize, "setPipeSize"));
   exports.Set("unreadBytes", Napi::Function::New(env, UnreadBytes, "unreadBytes"));
+  exports.Set("writersLeft", Napi::Function::New(env, WritersLeft, "writersLeft"));
   exports.Set("mkfifo", Napi::Function::New(env, Mkfifo, "mkfifo"));
   exports.Set("setNonblocking", Napi::Function::New(env, SetNonblocking, "setNonblocking"));
 }

@@ -1,14 +1,14 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { EFD_CLOEXEC, EFD_NONBLOCK, eventfd, readEventfd, writeEventfd } from '../src/native/eventfd.js';
-import { pipe, setNonblocking, unreadBytes } from '../src/native/fd.js';
+import { mkfifo, pipe, setNonblocking, unreadBytes, writersLeft } from '../src/native/fd.js';
 import { receiveFdFromSocket, recvFd, sendFd } from '../src/native/fdpass.js';
 import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REMOUNT, mount, umount2 } from '../src/native/mount.js';
 import { peerCred } from '../src/native/peercred.js';
@@ -117,6 +117,23 @@ t.test('unreadBytes: what a pipe holds that its reader has not taken', async (t)
   readSync(r, Buffer.alloc(1000));
   t.equal(unreadBytes(r), 2000, 'less what was read');
   t.throws(() => unreadBytes(1_000_000), { code: 'EBADF', syscall: 'ioctl' });
+});
+
+t.test('writersLeft: a FIFO\'s writers came and went, not merely never came', async (t) => {
+  const path = join(scratchDir(t, 'flint-fifo-'), 'f');
+  mkfifo(path);
+  const reader = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  t.teardown(() => closeQuietly(reader));
+  t.equal(writersLeft(reader), false, 'no writer yet: not left (read() would already say EOF)');
+  const writer = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+  writeSync(writer, 'x');
+  t.equal(writersLeft(reader), false, 'a writer holds it');
+  closeSync(writer);
+  t.equal(writersLeft(reader), true, 'its writer closed it: left, though a byte is still unread');
+  const again = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+  t.equal(writersLeft(reader), false, 'a new writer: not left any more');
+  closeSync(again);
+  t.throws(() => writersLeft(1_000_000), { code: 'EBADF', syscall: 'poll' }, 'a bad fd is an error, not a guess');
 });
 
 t.test('fd passing over a socketpair carries the same pipe', async (t) => {

@@ -70,6 +70,7 @@ export interface NativeAddon {
   mkfifo(path: string, mode: number): void;
   setPipeSize(fd: number, size: number): number;
   unreadBytes(fd: number): number;
+  writersLeft(fd: number): boolean;
   setNonblocking(fd: number, on: boolean): void;
   accept4(fd: number): number | null;
   socketError(fd: number): number;

@@ -35,3 +35,12 @@ export function growPipe(fd: number, size = OUTPUT_PIPE_SIZE): number | undefine
 export function unreadBytes(fd: number): number {
   return native.unreadBytes(fd);
 }
+
+/**
+ * True once the writers of a FIFO have come and gone: one opened it after
+ * the reader `fd` did, and none holds it now (POLLHUP). A FIFO no writer has
+ * opened yet says false.
+ */
+export function writersLeft(fd: number): boolean {
+  return native.writersLeft(fd);
+}

@@ -3,10 +3,11 @@ import net from 'node:net';
 import { pipeline, type Duplex } from 'node:stream';
 import { growPipe } from '../native/fd.js';
 import { waitAtMost } from '../sys/wait-at-most.js';
+import { StdinKeepAlive } from '../taskapi/io/stdin-keep-alive.js';
 import { dialAgent } from '../vsock/dial.js';
 import type { StdioPorts } from './extra-data.js';
 
-const { O_RDONLY, O_RDWR, O_WRONLY, O_NONBLOCK } = constants;
+const { O_RDONLY, O_RDWR, O_NONBLOCK } = constants;
 
 type Stream = 'stdin' | 'stdout' | 'stderr';
 
@@ -17,20 +18,29 @@ type Stream = 'stdin' | 'stdout' | 'stderr';
  * listens), and the copies are plain pipelines, so a slow reader slows the
  * container down instead of filling memory.
  *
- * Stdin follows the runc shim: the shim keeps a writer of the stdin FIFO
- * open, so the copy ends (and the agent sees EOF) only after CloseIO.
+ * Stdin follows the runc shim: once the process is created the shim holds
+ * a writer of the stdin FIFO (stdin-keep-alive.ts), so the copy ends (and
+ * the agent sees EOF) only after CloseIO. The FIFO is opened for reading
+ * before the agent is asked to create the process, so a client whose EOF
+ * comes during the create is seen to have left.
  */
 export class HostStdio {
   private readonly dials = new Map<Stream, Promise<Duplex>>();
   private readonly conns: Duplex[] = [];
   private readonly outputs: Promise<void>[] = [];
-  private stdinKeepAlive: number | undefined;
+  /** The stdin FIFO's read end, opened at dial; `stdinCopy` owns it once connected. */
+  private stdinReader: number | undefined;
+  private stdinCopy: net.Socket | undefined;
+  private readonly stdinKeepAlive: StdinKeepAlive | undefined;
   private readonly abort = new AbortController();
 
-  private constructor(private readonly paths: { stdin: string; stdout: string; stderr: string }) {}
+  private constructor(private readonly paths: { stdin: string; stdout: string; stderr: string }) {
+    this.stdinKeepAlive = paths.stdin ? new StdinKeepAlive(paths.stdin) : undefined;
+  }
 
   static dial(address: string, ports: StdioPorts, paths: { stdin: string; stdout: string; stderr: string }, timeoutMs: number): HostStdio {
     const stdio = new HostStdio(paths);
+    if (ports.stdin) stdio.stdinReader = openSync(paths.stdin, O_RDONLY | O_NONBLOCK);
     for (const stream of ['stdin', 'stdout', 'stderr'] as const) {
       if (!ports[stream]) continue;
       const dial = dialAgent(address, ports[stream], { timeoutMs, signal: stdio.abort.signal });
@@ -49,10 +59,9 @@ export class HostStdio {
       conns.set(stream, conn);
     }
     const stdin = conns.get('stdin');
-    if (stdin) {
-      const reader = openSync(this.paths.stdin, O_RDONLY | O_NONBLOCK);
-      this.stdinKeepAlive = openSync(this.paths.stdin, O_WRONLY | O_NONBLOCK);
-      pipeline(new net.Socket({ fd: reader, readable: true, writable: false }), stdin, () => {});
+    if (stdin && this.stdinReader !== undefined) {
+      this.stdinCopy = new net.Socket({ fd: this.stdinReader, readable: true, writable: false });
+      pipeline(this.stdinCopy, stdin, () => {});
     }
     for (const stream of ['stdout', 'stderr'] as const) {
       const conn = conns.get(stream);
@@ -65,10 +74,19 @@ export class HostStdio {
     }
   }
 
+  /**
+   * Called once the agent has created the process. False when the client's
+   * stdin has already ended: the agent's process must then have its stdin
+   * closed (CloseIO) as well, which is what the client would have asked.
+   */
+  holdStdinOpen(): boolean {
+    if (!this.stdinKeepAlive) return true;
+    // A copy that already ended has closed the reader (and its fd number).
+    return !this.stdinCopy?.destroyed && this.stdinKeepAlive.hold(this.stdinReader);
+  }
+
   closeStdin(): void {
-    if (this.stdinKeepAlive === undefined) return;
-    closeSync(this.stdinKeepAlive);
-    this.stdinKeepAlive = undefined;
+    this.stdinKeepAlive?.release();
   }
 
   /** Resolves when the output streams have ended, or after `timeoutMs`. */
@@ -79,6 +97,9 @@ export class HostStdio {
   close(): void {
     this.abort.abort(new Error('stdio closed'));
     this.closeStdin();
+    if (this.stdinCopy) this.stdinCopy.destroy();
+    else if (this.stdinReader !== undefined) closeSync(this.stdinReader);
+    this.stdinReader = undefined;
     for (const conn of this.conns) conn.destroy();
   }
 }

@@ -113,6 +113,7 @@ export class VmTaskService implements TaskService {
       );
       await stdio.host?.connect();
       this.remember(ctx, request.id, '', request.bundle, stdio.host, paths, response.pid);
+      await this.closeStdinIfClientLeft(stdio.host, { id: request.id }, ctx);
       return response;
     } catch (err) {
       stdio?.host?.close();
@@ -129,6 +130,7 @@ export class VmTaskService implements TaskService {
       await task.exec({ ...request, spec: wrapExtraData({ jsonSpec: request.spec?.value ?? new Uint8Array(), runcOptions: undefined, ports: stdio.ports }) }, this.callOptions(ctx));
       await stdio.host?.connect();
       this.remember(ctx, request.id, request.execId, '', stdio.host, paths, 0);
+      await this.closeStdinIfClientLeft(stdio.host, { id: request.id, execId: request.execId }, ctx);
       return {};
     } catch (err) {
       stdio.host?.close();
@@ -200,6 +202,16 @@ export class VmTaskService implements TaskService {
       if (process?.lostExit) return this.waitLost(process);
       throw err;
     }
+  }
+
+  /**
+   * The client's stdin ended while the process was being created (see
+   * stdin-keep-alive.ts): the agent holds its own end open until CloseIO,
+   * which this client will never send, so it is sent here.
+   */
+  private async closeStdinIfClientLeft(host: HostStdio | undefined, process: { id: string; execId?: string }, ctx: CallContext): Promise<void> {
+    if (!host || host.holdStdinOpen()) return;
+    await (await this.agent.task()).closeIO({ ...process, stdin: true }, this.callOptions(ctx));
   }
 
   async closeIO(request: containerd.task.v2.CloseIORequest, ctx: CallContext): Promise<Empty> {

@@ -82,6 +82,21 @@ export function defineCtrScenarios(t: Test, c: Containerd): void {
     t.same(seen, { code: 0, stdout: '12', timedOut: false });
   });
 
+  /**
+   * Flint only: the runc shim hangs here. ctr 1.6 sends CloseIO only for an
+   * EOF it reads after NewTask has returned (containerd/containerd#4489);
+   * stdin that ends sooner, while the task is being created, must still
+   * reach the process as EOF, so the shim must not hold stdin open for it.
+   */
+  t.test('stdin that ends while the task is created still reaches the process as EOF', async (t) => {
+    for (let i = 0; i < 3; i++) {
+      const id = c.newId('eof');
+      const r = await ctr(['run', '--rm', '--runtime', RUNTIMES.flint, '--fifo-dir', c.fifoDir, '--env', CONTAINER_PATH, '--rootfs', busyboxRootfs(c), id, 'sh', '-c', 'cat; echo done'], { input: 'x\n', timeoutMs: 20_000 });
+      if (r.timedOut) await removeContainer(id);
+      t.same({ code: r.code, stdout: r.stdout.toString(), timedOut: r.timedOut }, { code: 0, stdout: 'x\ndone\n', timedOut: false }, `run ${i}: cat saw the input, then EOF`);
+    }
+  });
+
   t.test('50 MB of stdout arrive intact', async (t) => {
     // seq 1 6500000 writes 50,888,895 bytes; its digest is computed here too.
     let expected = '';

@@ -4,9 +4,10 @@ import type { Duplex } from 'node:stream';
 import { setNonblocking } from '../../native/fd.js';
 import { CopyGroup } from './copy-group.js';
 import type { ProcessIO, RuncStdio } from './process-io.js';
+import { StdinKeepAlive } from './stdin-keep-alive.js';
 import { outputRead } from './unread-output.js';
 
-const { O_RDONLY, O_WRONLY, O_RDWR, O_NONBLOCK } = constants;
+const { O_RDONLY, O_RDWR, O_NONBLOCK } = constants;
 
 /**
  * Stdio over the client's FIFOs.
@@ -15,8 +16,9 @@ const { O_RDONLY, O_WRONLY, O_RDWR, O_NONBLOCK } = constants;
  * shim copies nothing, so output costs the shim no CPU or memory and needs
  * no drain. Output FIFOs are opened read-write, which never blocks and never
  * raises EPIPE when the client's reader goes away, like the runc shim's own
- * extra reader. Stdin is opened for reading, and the shim keeps a writer
- * open (the keep-alive) so the process sees EOF only after CloseIO.
+ * extra reader. Stdin is opened for reading, and once the process is
+ * created the shim holds a writer (stdin-keep-alive.ts) so the process sees
+ * EOF only after CloseIO.
  * Output FIFOs keep the kernel's default size, as under the runc shim: what
  * a FIFO holds when the process exits is what a client that stops reading
  * at the exit would lose, and the exit waits (bounded) until it is read.
@@ -26,7 +28,8 @@ const { O_RDONLY, O_WRONLY, O_RDWR, O_NONBLOCK } = constants;
 export class FifoIO implements ProcessIO {
   readonly stdio: RuncStdio = ['ignore', 'ignore', 'ignore'];
   private readonly processEnds: number[] = [];
-  private stdinKeepAlive: number | undefined;
+  private readonly stdinKeepAlive: StdinKeepAlive | undefined;
+  private stdinReader: number | undefined;
   /** Read-only ends of the output FIFOs, never read from: they tell what the client has not read yet. */
   private readonly outputProbes: number[] = [];
   private readonly copies = new CopyGroup();
@@ -36,13 +39,14 @@ export class FifoIO implements ProcessIO {
     private readonly paths: { stdin: string; stdout: string; stderr: string },
     private readonly terminal: boolean,
   ) {
+    this.stdinKeepAlive = paths.stdin ? new StdinKeepAlive(paths.stdin) : undefined;
     try {
       if (paths.stdin) {
         // A non-blocking open for reading succeeds with no writer yet; the
         // keep-alive writer can then open without blocking either.
         const reader = openSync(paths.stdin, O_RDONLY | O_NONBLOCK);
-        this.stdinKeepAlive = openSync(paths.stdin, O_WRONLY | O_NONBLOCK);
         setNonblocking(reader, false);
+        this.stdinReader = reader;
         this.holdProcessEnd(0, reader);
       }
       if (!terminal) {
@@ -63,9 +67,14 @@ export class FifoIO implements ProcessIO {
     if (!this.terminal) this.stdio[index] = fd;
   }
 
+  holdStdinOpen(): void {
+    this.stdinKeepAlive?.hold(this.stdinReader);
+  }
+
   releaseProcessEnds(): void {
     if (this.terminal) return; // the stdin reader feeds the console copy
     for (const fd of this.processEnds.splice(0)) closeSync(fd);
+    this.stdinReader = undefined;
   }
 
   attachConsole(master: Duplex): void {
@@ -82,10 +91,7 @@ export class FifoIO implements ProcessIO {
   }
 
   closeStdin(): void {
-    if (this.stdinKeepAlive !== undefined) {
-      closeSync(this.stdinKeepAlive);
-      this.stdinKeepAlive = undefined;
-    }
+    this.stdinKeepAlive?.release();
   }
 
   drain(timeoutMs: number): Promise<void> {
@@ -105,6 +111,7 @@ export class FifoIO implements ProcessIO {
 
   private closeFds(): void {
     for (const fd of [...this.processEnds.splice(0), ...this.outputProbes.splice(0)]) closeSync(fd);
+    this.stdinReader = undefined;
     this.closeStdin();
   }
 }

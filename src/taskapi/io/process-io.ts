@@ -15,6 +15,12 @@ export interface ProcessIO {
   readonly stdio: RuncStdio;
   releaseProcessEnds(): void;
   attachConsole(master: Duplex): void;
+  /**
+   * Holds stdin open until CloseIO (see stdin-keep-alive.ts): after `runc
+   * create` for an init, whose process reads nothing before Start; before
+   * `runc exec` for an exec, whose process may read at once.
+   */
+  holdStdinOpen?(): void;
   closeStdin(): void;
   /** Waits until the output copies (a console's) have finished; at most `timeoutMs`. */
   drain(timeoutMs: number): Promise<void>;

@@ -47,6 +47,7 @@ export class ExecProcess extends ProcessBase<ExecOp> {
       try {
         const io = await openProcessIO(this.stdio, { id: containerId, namespace: this.ctx.namespace }, this.ctx.ioOwner);
         this.io = io;
+        io.holdStdinOpen?.();
         this.cleanup.push('stdio', () => this.closeStdio());
         this.cleanup.push('pid file', () => rm(this.pidFile, { force: true }));
         const execOptions = { pidFile: this.pidFile, stdio: io.stdio, detach: true };

@@ -63,6 +63,7 @@ export class InitProcess extends ProcessBase<InitOp> {
       }
       // Delete runs `runc delete` itself; the stack's copy is for the paths that never get there.
       cleanup.push('runc container', () => (this.runcDeleted ? undefined : runc.delete(id, { force: true }).catch(ignoreNotFound)));
+      io.holdStdinOpen?.();
       io.releaseProcessEnds();
       if (this.console) io.attachConsole(this.console.stream);
 
