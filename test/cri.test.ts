@@ -1,0 +1,316 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import t, { type Test } from 'tap';
+import { CRI_NAMESPACE } from './harness/config.js';
+import type { ContainerConfig, ContainerStatus, NamespaceOption, PodSandboxConfig } from './harness/cri-client.js';
+import { readCriLog } from './harness/cri-log.js';
+import { criLeftovers, startCriHarness, type CriLeftoverReport } from './harness/cri.js';
+import { containerCgroups, flintServers, runcShims } from './harness/host-state.js';
+import { isClean, pollUntilClean } from './harness/leftovers.js';
+import type { ProcInfo } from './harness/procfs.js';
+import type { RuntimeName } from './harness/scenario.js';
+import { shimPidOf, shimSocketOf } from './harness/shim-server.js';
+
+/**
+ * A pod through containerd's CRI plugin, as the kubelet drives it, under
+ * flint and under containerd-shim-runc-v2 (the oracle): host-network
+ * sandbox, containers sharing the pod's shim, CRI log files, ExecSync,
+ * ContainerStats, UpdateContainerResources, an OOM kill, and the pod's
+ * removal leaving nothing behind. Each runtime is checked against the
+ * expected values, then flint's observations against runc's.
+ */
+
+const h = await startCriHarness();
+t.teardown(() => h.stop());
+const { cri, containerd: c } = h;
+
+/** How long to wait for a state the test drives to (a container exiting, logs drained, a pod gone). */
+const SETTLE_MS = 20_000;
+const MiB = 1024 * 1024;
+
+// The writers: ~1.3 MB on stdout, lines longer than CRI's 16 KiB line limit
+// among them (logged as P entries), ~10 KB on stderr interleaved.
+const WRITER_LINES = 56_000;
+const LONG_LINE_EVERY = 14_000;
+const STDERR_EVERY = 100;
+const LONG_LINE_BYTES = 65_536;
+
+/** The awk program a writer runs; writerOutput is what it prints. */
+function writerProgram(name: string): string {
+  return [
+    'BEGIN {',
+    `  x = "x"; while (length(x) < ${LONG_LINE_BYTES}) x = x x`,
+    `  for (i = 1; i <= ${WRITER_LINES}; i++) {`,
+    `    print "${name}", "out", i`,
+    `    if (i % ${LONG_LINE_EVERY} == 0) print "${name}", "long", i, x`,
+    `    if (i % ${STDERR_EVERY} == 0) print "${name}", "err", i > "/dev/stderr"`,
+    '  }',
+    '}',
+  ].join('\n');
+}
+
+function writerOutput(name: string): { stdout: Buffer; stderr: Buffer } {
+  const out: string[] = [];
+  const err: string[] = [];
+  const long = 'x'.repeat(LONG_LINE_BYTES);
+  for (let i = 1; i <= WRITER_LINES; i++) {
+    out.push(`${name} out ${i}\n`);
+    if (i % LONG_LINE_EVERY === 0) out.push(`${name} long ${i} ${long}\n`);
+    if (i % STDERR_EVERY === 0) err.push(`${name} err ${i}\n`);
+  }
+  return { stdout: Buffer.from(out.join('')), stderr: Buffer.from(err.join('')) };
+}
+
+/** Size and digest of a stream, so a mismatch does not print megabytes. */
+interface StreamSummary {
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+const summary = (b: Buffer): StreamSummary => ({ bytes: b.length, sha256: createHash('sha256').update(b).digest('hex') });
+
+/** What one runtime showed; flint's must equal runc's. */
+interface PodObservation {
+  readonly sandbox: { readonly state: string; readonly onRequestedRuntime: boolean };
+  /** Distinct shim processes serving the sandbox and its containers. */
+  readonly shimsServingPod: number;
+  readonly writers: ReadonlyArray<{
+    readonly state: string;
+    readonly exitCode: number;
+    readonly reason: string;
+    readonly stdout: StreamSummary;
+    readonly stderr: StreamSummary;
+    readonly malformedLogEntries: number;
+    readonly longLinesSplit: boolean;
+  }>;
+  readonly execSync: { readonly stdout: string; readonly stderr: string; readonly exitCode: number };
+  readonly stats: { readonly cpuUsed: boolean; readonly memoryWorkingSet: boolean };
+  readonly memoryLimitAfterUpdate: number | undefined;
+  readonly oom: { readonly state: string; readonly exitCode: number; readonly reason: string };
+  readonly stopped: { readonly state: string; readonly exitCode: number; readonly reason: string };
+  readonly leftAfterRemoval: CriLeftoverReport;
+}
+
+const observed: Partial<Record<RuntimeName, PodObservation>> = {};
+
+async function containerStatus(id: string): Promise<ContainerStatus> {
+  return (await cri.runtime('ContainerStatus', { containerId: id })).status;
+}
+
+/** Polls the container's status until `done` holds or SETTLE_MS passes; returns the last status. */
+async function waitForStatus(id: string, done: (s: ContainerStatus) => boolean): Promise<ContainerStatus> {
+  const deadline = Date.now() + SETTLE_MS;
+  for (;;) {
+    const s = await containerStatus(id);
+    if (done(s) || Date.now() >= deadline) return s;
+    await sleep(50);
+  }
+}
+
+const exited = (s: ContainerStatus): boolean => s.state === 'CONTAINER_EXITED';
+
+/**
+ * Reads a container's CRI log until it holds `want` or SETTLE_MS passes:
+ * CRI copies the streams to the file on its own after the exit.
+ */
+async function waitForLog(path: string, want: { stdout: Buffer; stderr: Buffer }): Promise<ReturnType<typeof readCriLog>> {
+  const deadline = Date.now() + SETTLE_MS;
+  for (;;) {
+    const log = readCriLog(path);
+    if ((log.stdout.equals(want.stdout) && log.stderr.equals(want.stderr)) || Date.now() >= deadline) return log;
+    await sleep(100);
+  }
+}
+
+/** Polls the runtime's shim processes of this containerd (flint: servers but the spare) until `done` holds or SETTLE_MS passes. */
+async function waitForShims(runtime: RuntimeName, done: (pids: ReadonlySet<number>) => boolean): Promise<ProcInfo[]> {
+  const deadline = Date.now() + SETTLE_MS;
+  for (;;) {
+    const shims = runtime === 'flint' ? flintServers(c) : runcShims(c);
+    if (done(new Set(shims.map((p) => p.pid))) || Date.now() >= deadline) return shims;
+    await sleep(50);
+  }
+}
+
+const sameSet = <T>(a: ReadonlySet<T>, b: ReadonlySet<T>): boolean => a.size === b.size && [...a].every((x) => b.has(x));
+
+/** Where `got` first differs from `want`, for the failure message. */
+function firstDifference(got: Buffer, want: Buffer): number {
+  const n = Math.min(got.length, want.length);
+  for (let i = 0; i < n; i++) if (got[i] !== want[i]) return i;
+  return n;
+}
+
+/** The memory limit the kernel enforces on a container's cgroup (v1 memory.limit_in_bytes or v2 memory.max). */
+function cgroupMemoryLimit(id: string): number | undefined {
+  for (const dir of containerCgroups(h.cgroupParent.slice(1), id)) {
+    for (const file of ['memory.limit_in_bytes', 'memory.max']) {
+      try {
+        return Number(readFileSync(join(dir, file), 'utf8').trim());
+      } catch {
+        // not this hierarchy
+      }
+    }
+  }
+  return undefined;
+}
+
+async function podScenario(t: Test, runtime: RuntimeName): Promise<PodObservation> {
+  // What the kubelet asks for a hostNetwork pod: the host's network, a pid namespace per container, the pod's IPC (and /dev/shm).
+  const namespaceOptions: NamespaceOption = { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' };
+  const logDirectory = join(h.paths.logDir, runtime);
+  mkdirSync(logDirectory, { recursive: true });
+  const sandboxConfig: PodSandboxConfig = {
+    metadata: { name: `pod-${runtime}`, uid: randomUUID(), namespace: 'flint-test' },
+    logDirectory,
+    linux: {
+      cgroupParent: h.cgroupParent,
+      securityContext: { namespaceOptions },
+    },
+  };
+  const { podSandboxId } = await cri.runtime('RunPodSandbox', { config: sandboxConfig, runtimeHandler: runtime });
+  let removed = false;
+  t.teardown(async () => {
+    // A failed assertion must not leave the pod to the next runtime's scenario.
+    if (removed) return;
+    await cri.runtime('StopPodSandbox', { podSandboxId }).catch(() => undefined);
+    await cri.runtime('RemovePodSandbox', { podSandboxId }).catch(() => undefined);
+  });
+
+  const sandboxStatus = (await cri.runtime('PodSandboxStatus', { podSandboxId })).status;
+  const sandbox = { state: sandboxStatus.state, onRequestedRuntime: sandboxStatus.runtimeHandler === runtime };
+  t.same(sandbox, { state: 'SANDBOX_READY', onRequestedRuntime: true }, 'the sandbox is ready, on the requested runtime');
+
+  async function run(name: string, command: string[], memoryLimit: number): Promise<string> {
+    const config: ContainerConfig = {
+      metadata: { name },
+      image: { image: h.image },
+      command,
+      logPath: `${name}.log`,
+      linux: { resources: { memoryLimitInBytes: memoryLimit }, securityContext: { namespaceOptions } },
+    };
+    const { containerId } = await cri.runtime('CreateContainer', { podSandboxId, config, sandboxConfig });
+    await cri.runtime('StartContainer', { containerId });
+    return containerId;
+  }
+
+  // The writers wait for /dev/shm/go (the pod's shared shm), so all containers run at once for the shim count.
+  const worker = await run('worker', ['sleep', 'inf'], 256 * MiB);
+  const writerNames = ['writer-a', 'writer-b'];
+  const writers: string[] = [];
+  for (const name of writerNames) {
+    writers.push(await run(name, ['sh', '-c', `until [ -e /dev/shm/go ]; do sleep 0.05; done; exec awk '${writerProgram(name)}'`], 256 * MiB));
+  }
+
+  const servingPids = new Set([podSandboxId, worker, ...writers].map((id) => shimPidOf(shimSocketOf(c, id, CRI_NAMESPACE))));
+  t.equal(servingPids.size, 1, 'the sandbox and its three containers are served by one shim');
+  // flint's `start` boots a server while it works out the group; one not needed leaves once told so.
+  const shimProcesses = await waitForShims(runtime, (pids) => sameSet(pids, servingPids));
+  t.same(shimProcesses.map((p) => p.pid), [...servingPids], 'and that shim is the only one of this containerd', {
+    shimProcesses: shimProcesses.map((p) => ({ ...p, cwd: safeReadlink(`/proc/${p.pid}/cwd`) })),
+  });
+
+  const go = await cri.runtime('ExecSync', { containerId: worker, cmd: ['touch', '/dev/shm/go'], timeout: 10 });
+  t.equal(go.exitCode, 0, 'ExecSync touch /dev/shm/go starts the writers');
+
+  const writerObservations = [];
+  for (const [i, id] of writers.entries()) {
+    const name = writerNames[i]!;
+    const status = await waitForStatus(id, exited);
+    t.same({ state: status.state, exitCode: status.exitCode, reason: status.reason }, { state: 'CONTAINER_EXITED', exitCode: 0, reason: 'Completed' }, `${name} exits 0`);
+    const want = writerOutput(name);
+    const log = await waitForLog(status.logPath, want);
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const got = log[stream];
+      t.ok(got.equals(want[stream]), `${name}: the CRI log holds every byte of ${stream} (${want[stream].length} bytes)`, {
+        gotBytes: got.length,
+        wantBytes: want[stream].length,
+        firstDifference: firstDifference(got, want[stream]),
+        gotTail: got.subarray(-80).toString(),
+      });
+    }
+    t.same(log.malformed, [], `${name}: every log entry is "<time> <stream> <F|P> <line>"`);
+    t.ok(log.partialEntries > 0, `${name}: lines longer than 16 KiB are split into P entries`);
+    writerObservations.push({
+      state: status.state,
+      exitCode: status.exitCode,
+      reason: status.reason,
+      stdout: summary(log.stdout),
+      stderr: summary(log.stderr),
+      malformedLogEntries: log.malformed.length,
+      longLinesSplit: log.partialEntries > 0,
+    });
+  }
+
+  const exec = await cri.runtime('ExecSync', { containerId: worker, cmd: ['sh', '-c', 'echo out; echo err >&2; exit 3'], timeout: 10 });
+  const execSync = { stdout: exec.stdout.toString(), stderr: exec.stderr.toString(), exitCode: exec.exitCode };
+  t.same(execSync, { stdout: 'out\n', stderr: 'err\n', exitCode: 3 }, 'ExecSync: stdout, stderr and exit code apart');
+
+  const { stats } = await cri.runtime('ContainerStats', { containerId: worker });
+  const statsSeen = {
+    cpuUsed: (stats.cpu?.usageCoreNanoSeconds?.value ?? 0) > 0,
+    memoryWorkingSet: (stats.memory?.workingSetBytes?.value ?? 0) > 0,
+  };
+  t.same(statsSeen, { cpuUsed: true, memoryWorkingSet: true }, 'ContainerStats: CPU time and working set', { stats });
+
+  t.equal(cgroupMemoryLimit(worker), 256 * MiB, 'the memory limit at create is the cgroup\'s');
+  await cri.runtime('UpdateContainerResources', { containerId: worker, linux: { memoryLimitInBytes: 300 * MiB } });
+  const memoryLimitAfterUpdate = cgroupMemoryLimit(worker);
+  t.equal(memoryLimitAfterUpdate, 300 * MiB, 'UpdateContainerResources: the new memory limit reaches the cgroup');
+
+  // awk doubles a string until the 32 MiB limit stops it; the kernel's OOM killer ends it.
+  const hog = await run('oom', ['awk', 'BEGIN { s = "x"; while (1) s = s s }'], 32 * MiB);
+  const oomStatus = await waitForStatus(hog, (s) => exited(s) && s.reason === 'OOMKilled');
+  const oom = { state: oomStatus.state, exitCode: oomStatus.exitCode, reason: oomStatus.reason };
+  t.same(oom, { state: 'CONTAINER_EXITED', exitCode: 137, reason: 'OOMKilled' }, 'a container past its memory limit is OOMKilled');
+
+  // sleep is pid 1 of its pid namespace: SIGTERM does nothing, and the grace period ends in SIGKILL.
+  await cri.runtime('StopContainer', { containerId: worker, timeout: 1 });
+  const stoppedStatus = await containerStatus(worker);
+  const stopped = { state: stoppedStatus.state, exitCode: stoppedStatus.exitCode, reason: stoppedStatus.reason };
+  t.same(stopped, { state: 'CONTAINER_EXITED', exitCode: 137, reason: 'Error' }, 'StopContainer: SIGKILL once the grace period is over');
+  await cri.runtime('RemoveContainer', { containerId: worker });
+
+  // The sandbox and the containers still in it (the exited writers and the OOM one) go with the pod.
+  await cri.runtime('StopPodSandbox', { podSandboxId });
+  await cri.runtime('RemovePodSandbox', { podSandboxId });
+  removed = true;
+  const leftAfterRemoval = await pollUntilClean(() => criLeftovers(h), SETTLE_MS);
+  t.ok(isClean(leftAfterRemoval), 'StopPodSandbox + RemovePodSandbox: no shim or container processes, mounts, tasks, containers, bundles, snapshots, cgroups or runc state left', {
+    leftAfterRemoval,
+  });
+  t.same(await waitForShims(runtime, (pids) => pids.size === 0), [], 'no shim of the pod is left');
+
+  return {
+    sandbox,
+    shimsServingPod: servingPids.size,
+    writers: writerObservations,
+    execSync,
+    stats: statsSeen,
+    memoryLimitAfterUpdate,
+    oom,
+    stopped,
+    leftAfterRemoval,
+  };
+}
+
+for (const runtime of ['runc', 'flint'] as const) {
+  t.test(`${runtime}: a host-network pod through CRI`, async (t) => {
+    observed[runtime] = await podScenario(t, runtime);
+  });
+}
+
+t.test('flint behaves like containerd-shim-runc-v2 through CRI', async (t) => {
+  t.ok(observed.runc && observed.flint, 'both runtimes ran the scenario');
+  t.same(observed.flint, observed.runc, 'same observations');
+});
+
+function safeReadlink(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
+}
