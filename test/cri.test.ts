@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,10 +30,12 @@ const { cri, containerd: c } = h;
 const SETTLE_MS = 20_000;
 const MiB = 1024 * 1024;
 
-// The writers: ~1.3 MB on stdout, lines longer than CRI's 16 KiB line limit
-// among them (logged as P entries), ~10 KB on stderr interleaved.
-const WRITER_LINES = 56_000;
-const LONG_LINE_EVERY = 14_000;
+// The writers: ~1.3 MB on stdout, mostly short lines (a counter), which CRI
+// copies more slowly than awk writes them, so a backlog is left at the exit;
+// four lines longer than CRI's 16 KiB line limit (logged as P entries) name
+// the writer; ~33 KB on stderr interleaved.
+const WRITER_LINES = 170_000;
+const LONG_LINE_EVERY = 42_500;
 const STDERR_EVERY = 100;
 const LONG_LINE_BYTES = 65_536;
 
@@ -43,7 +45,7 @@ function writerProgram(name: string): string {
     'BEGIN {',
     `  x = "x"; while (length(x) < ${LONG_LINE_BYTES}) x = x x`,
     `  for (i = 1; i <= ${WRITER_LINES}; i++) {`,
-    `    print "${name}", "out", i`,
+    "    print i",
     `    if (i % ${LONG_LINE_EVERY} == 0) print "${name}", "long", i, x`,
     `    if (i % ${STDERR_EVERY} == 0) print "${name}", "err", i > "/dev/stderr"`,
     '  }',
@@ -56,20 +58,22 @@ function writerOutput(name: string): { stdout: Buffer; stderr: Buffer } {
   const err: string[] = [];
   const long = 'x'.repeat(LONG_LINE_BYTES);
   for (let i = 1; i <= WRITER_LINES; i++) {
-    out.push(`${name} out ${i}\n`);
+    out.push(`${i}\n`);
     if (i % LONG_LINE_EVERY === 0) out.push(`${name} long ${i} ${long}\n`);
     if (i % STDERR_EVERY === 0) err.push(`${name} err ${i}\n`);
   }
   return { stdout: Buffer.from(out.join('')), stderr: Buffer.from(err.join('')) };
 }
 
-/** Size and digest of a stream, so a mismatch does not print megabytes. */
-interface StreamSummary {
-  readonly bytes: number;
-  readonly sha256: string;
-}
-
-const summary = (b: Buffer): StreamSummary => ({ bytes: b.length, sha256: createHash('sha256').update(b).digest('hex') });
+/**
+ * The tail of a log the oracle may lose: containerd 1.6's CRI handles the
+ * exit event with Task.Delete, whose client side closes CRI's ends of the
+ * FIFOs first, so whatever the FIFO (64 KiB), the runc shim's copy buffer
+ * (4 KiB) and the container's pipe to the shim (64 KiB) still hold is
+ * dropped. flint hands the container the FIFOs themselves and must report the
+ * exit only once CRI has read them dry: it must lose nothing.
+ */
+const RUNC_SHIM_MAX_LOST_TAIL = (64 + 4 + 64) * 1024;
 
 /** What one runtime showed; flint's must equal runc's. */
 interface PodObservation {
@@ -80,8 +84,8 @@ interface PodObservation {
     readonly state: string;
     readonly exitCode: number;
     readonly reason: string;
-    readonly stdout: StreamSummary;
-    readonly stderr: StreamSummary;
+    /** The log holds a prefix of what the writer wrote, nothing else (completeness is asserted per runtime). */
+    readonly logsIntact: boolean;
     readonly malformedLogEntries: number;
     readonly longLinesSplit: boolean;
   }>;
@@ -222,14 +226,18 @@ async function podScenario(t: Test, runtime: RuntimeName): Promise<PodObservatio
     t.same({ state: status.state, exitCode: status.exitCode, reason: status.reason }, { state: 'CONTAINER_EXITED', exitCode: 0, reason: 'Completed' }, `${name} exits 0`);
     const want = writerOutput(name);
     const log = await waitForLog(status.logPath, want);
+    let logsIntact = true;
     for (const stream of ['stdout', 'stderr'] as const) {
       const got = log[stream];
-      t.ok(got.equals(want[stream]), `${name}: the CRI log holds every byte of ${stream} (${want[stream].length} bytes)`, {
-        gotBytes: got.length,
-        wantBytes: want[stream].length,
-        firstDifference: firstDifference(got, want[stream]),
-        gotTail: got.subarray(-80).toString(),
-      });
+      const diag = { gotBytes: got.length, wantBytes: want[stream].length, firstDifference: firstDifference(got, want[stream]), gotTail: got.subarray(-80).toString() };
+      const prefix = want[stream].subarray(0, got.length).equals(got);
+      logsIntact &&= prefix;
+      if (runtime === 'runc' && prefix && got.length < want[stream].length) {
+        const lost = want[stream].length - got.length;
+        t.ok(lost <= RUNC_SHIM_MAX_LOST_TAIL, `${name}: the last ${lost} bytes of ${stream} were lost at exit, no more than the FIFO, the runc shim's buffer and the pipe hold`, diag);
+        continue;
+      }
+      t.ok(got.equals(want[stream]), `${name}: the CRI log holds every byte of ${stream} (${want[stream].length} bytes)`, diag);
     }
     t.same(log.malformed, [], `${name}: every log entry is "<time> <stream> <F|P> <line>"`);
     t.ok(log.partialEntries > 0, `${name}: lines longer than 16 KiB are split into P entries`);
@@ -237,8 +245,7 @@ async function podScenario(t: Test, runtime: RuntimeName): Promise<PodObservatio
       state: status.state,
       exitCode: status.exitCode,
       reason: status.reason,
-      stdout: summary(log.stdout),
-      stderr: summary(log.stderr),
+      logsIntact,
       malformedLogEntries: log.malformed.length,
       longLinesSplit: log.partialEntries > 0,
     });
