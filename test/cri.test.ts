@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { CRI_NAMESPACE } from './harness/config.js';
 import type { ContainerConfig, ContainerStatus, NamespaceOption, PodSandboxConfig } from './harness/cri-client.js';
-import { readCriLog } from './harness/cri-log.js';
+import { parseCriLog, readCriLog } from './harness/cri-log.js';
 import { criLeftovers, startCriHarness, type CriLeftoverReport } from './harness/cri.js';
 import { containerCgroups, flintServers, runcShims } from './harness/host-state.js';
 import { isClean, pollUntilClean } from './harness/leftovers.js';
@@ -302,6 +302,33 @@ async function podScenario(t: Test, runtime: RuntimeName): Promise<PodObservatio
     leftAfterRemoval,
   };
 }
+
+t.test('the CRI containerd keeps to its temp dir and serves runtime.v1', async (t) => {
+  t.ok(Buffer.byteLength(c.ttrpcAddress) < 108, 'socket paths fit sun_path');
+  const config = readFileSync(join(c.dir, 'config.toml'), 'utf8');
+  t.notMatch(config, /\/var\/lib|\/run\/containerd|\/opt\/cni|\/etc\/cni/, 'no system paths in config');
+  const version = await cri.runtime('Version', {});
+  t.same(version.runtimeApiVersion, 'v1', 'CRI answers on runtime.v1');
+  t.same(version.runtimeName, 'containerd');
+});
+
+t.test('CRI log files: P pieces join up to a line, F ends it, streams apart', async (t) => {
+  const text = Buffer.from(
+    [
+      '2026-12-06T03:00:00.000000001Z stdout P ab',
+      '2026-12-06T03:00:00.000000002Z stderr F e r r',
+      '2026-12-06T03:00:00.000000003Z stdout F cd',
+      '2026-12-06T03:00:00.000000004Z stdout F ',
+      'not a log entry',
+      '2026-12-06T03:00:00.000000005Z stdout F torn',
+    ].join('\n'),
+  );
+  const log = parseCriLog(text);
+  t.equal(log.stdout.toString(), 'abcd\n\n', 'pieces joined, an empty line kept');
+  t.equal(log.stderr.toString(), 'e r r\n', 'content keeps its spaces');
+  t.equal(log.partialEntries, 1);
+  t.same(log.malformed, ['not a log entry', '2026-12-06T03:00:00.000000005Z stdout F torn'], 'a bad entry and an unterminated last one are reported');
+});
 
 for (const runtime of ['runc', 'flint'] as const) {
   t.test(`${runtime}: a host-network pod through CRI`, async (t) => {
