@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
@@ -7,7 +7,7 @@ import { CRI_NAMESPACE } from './harness/config.js';
 import type { ContainerConfig, ContainerStatus, NamespaceOption, PodSandboxConfig } from './harness/cri-client.js';
 import { parseCriLog, readCriLog } from './harness/cri-log.js';
 import { criLeftovers, startCriHarness, type CriLeftoverReport } from './harness/cri.js';
-import { containerCgroups, flintServers, runcShims } from './harness/host-state.js';
+import { containerCgroups, flintServers, runcShims, safeReadlink } from './harness/host-state.js';
 import { isClean, pollUntilClean } from './harness/leftovers.js';
 import type { ProcInfo } from './harness/procfs.js';
 import type { RuntimeName } from './harness/scenario.js';
@@ -340,11 +340,3 @@ t.test('flint behaves like containerd-shim-runc-v2 through CRI', async (t) => {
   t.ok(observed.runc && observed.flint, 'both runtimes ran the scenario');
   t.same(observed.flint, observed.runc, 'same observations');
 });
-
-function safeReadlink(path: string): string | undefined {
-  try {
-    return readlinkSync(path);
-  } catch {
-    return undefined;
-  }
-}
