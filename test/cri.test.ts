@@ -115,15 +115,25 @@ async function waitForStatus(id: string, done: (s: ContainerStatus) => boolean):
 
 const exited = (s: ContainerStatus): boolean => s.state === 'CONTAINER_EXITED';
 
+/** How long an exited container's log must stay the same before it counts as final. */
+const LOG_QUIET_MS = 2_000;
+
 /**
- * Reads a container's CRI log until it holds `want` or SETTLE_MS passes:
- * CRI copies the streams to the file on its own after the exit.
+ * Reads an exited container's CRI log until it holds `want`, or has not
+ * grown for LOG_QUIET_MS (CRI closes its ends of the FIFOs when it handles
+ * the exit, so nothing more comes), or SETTLE_MS passes.
  */
 async function waitForLog(path: string, want: { stdout: Buffer; stderr: Buffer }): Promise<ReturnType<typeof readCriLog>> {
   const deadline = Date.now() + SETTLE_MS;
+  let size = -1;
+  let sizeSince = Date.now();
   for (;;) {
     const log = readCriLog(path);
-    if ((log.stdout.equals(want.stdout) && log.stderr.equals(want.stderr)) || Date.now() >= deadline) return log;
+    if (log.stdout.equals(want.stdout) && log.stderr.equals(want.stderr)) return log;
+    const now = Date.now();
+    const grown = log.stdout.length + log.stderr.length;
+    if (grown !== size) [size, sizeSince] = [grown, now];
+    if (now - sizeSince >= LOG_QUIET_MS || now >= deadline) return log;
     await sleep(100);
   }
 }
