@@ -55,9 +55,15 @@ function ociArch(): string {
  * `tarPath`. The manifest carries both `io.containerd.image.name` (the full
  * ref, which ctr import uses as is) and `org.opencontainers.image.ref.name`
  * (the tag, as containerd's own exporter writes it). Builds the rootfs in a
- * scratch dir next to tarPath unless `rootfs` is given.
+ * scratch dir next to tarPath unless `rootfs` is given. `cmd` is the
+ * image's Cmd (default `sh`).
  */
-export async function buildBusyboxImage(tarPath: string, ref = DEFAULT_IMAGE_REF, rootfs?: string): Promise<BuiltImage> {
+export async function buildBusyboxImage(
+  tarPath: string,
+  ref = DEFAULT_IMAGE_REF,
+  rootfs?: string,
+  cmd: readonly string[] = ['sh'],
+): Promise<BuiltImage> {
   const work = `${tarPath}.work`;
   rmSync(work, { recursive: true, force: true });
   const layout = join(work, 'layout');
@@ -83,7 +89,7 @@ export async function buildBusyboxImage(tarPath: string, ref = DEFAULT_IMAGE_REF
         JSON.stringify({
           architecture: arch,
           os: 'linux',
-          config: { Env: [CONTAINER_PATH], Cmd: ['sh'], WorkingDir: '/' },
+          config: { Env: [CONTAINER_PATH], Cmd: cmd, WorkingDir: '/' },
           rootfs: { type: 'layers', diff_ids: [sha256(layerTar)] },
         }),
       ),
@@ -123,11 +129,14 @@ export async function buildBusyboxImage(tarPath: string, ref = DEFAULT_IMAGE_REF
   }
 }
 
-/** Imports an image archive into `c`'s namespace (unpacked for the default snapshotter); returns the image names it now has. */
-export async function importImage(c: Containerd, tarPath: string): Promise<string[]> {
-  const r = await c.ctr(['images', 'import', '--all-platforms', tarPath], { timeoutMs: 60_000 });
+/**
+ * Imports an image archive into `namespace` (default `c`'s own), unpacked for
+ * the default snapshotter; returns the image names the namespace now has.
+ */
+export async function importImage(c: Containerd, tarPath: string, namespace?: string): Promise<string[]> {
+  const r = await c.ctr(['images', 'import', '--all-platforms', tarPath], { timeoutMs: 60_000, namespace });
   if (r.code !== 0) throw new Error(`ctr images import failed (${r.code}): ${r.stderr.trim()}`);
-  const ls = await c.ctr(['images', 'ls', '-q']);
+  const ls = await c.ctr(['images', 'ls', '-q'], { namespace });
   if (ls.code !== 0) throw new Error(`ctr images ls failed: ${ls.stderr.trim()}`);
   return ls.stdout.toString('utf8').split('\n').filter((l) => l !== '');
 }

@@ -11,7 +11,7 @@ import {
   shimIdentities,
   shimSocketPath,
 } from './cleanup.js';
-import { renderConfig } from './config.js';
+import { criPaths, renderConfig } from './config.js';
 import { runCommand, spawnCommand, type CommandResult, type RunningCommand } from './exec.js';
 import { isRunning, processesOwnedBy, signal, unmountUnder, type ProcInfo } from './procfs.js';
 import { repoBinDir, spawnFlint } from './repo.js';
@@ -34,6 +34,11 @@ export interface ContainerdOptions {
   readonly extraToml?: string;
   /** Extra environment for containerd, inherited by the shims it starts. */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * Enables the CRI plugin, every path it uses inside the temp dir (see
+   * criPaths); test/harness/cri.ts starts one with its images imported.
+   */
+  readonly cri?: boolean;
 }
 
 /** Options for Containerd.ctr. */
@@ -354,8 +359,9 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   const namespace = basename(dir);
   for (const sub of ['root', 'state', 'tmp', 'opt', 'fifo']) mkdirSync(join(dir, sub), { recursive: true });
   const logLevel = opts.logLevel ?? (process.env.FLINT_TEST_DEBUG ? 'debug' : 'info');
+  if (opts.cri) prepareCriDirs(dir);
   const configPath = join(dir, 'config.toml');
-  writeFileSync(configPath, renderConfig({ dir, address, ttrpcAddress, logLevel, extraToml: opts.extraToml }));
+  writeFileSync(configPath, renderConfig({ dir, address, ttrpcAddress, logLevel, extraToml: opts.extraToml, cri: opts.cri }));
 
   // node's own dir too: the flint launcher is `#!/usr/bin/env node`.
   const path = [repoBinDir(), dirname(process.execPath), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
@@ -386,6 +392,13 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
     throw e;
   }
   return c;
+}
+
+/** Creates the dirs criPaths(dir) names and flint's config file, which points runc's root into the temp dir. */
+function prepareCriDirs(dir: string): void {
+  const p = criPaths(dir);
+  for (const d of [p.cniConfDir, p.cniBinDir, p.runcRoot, p.logDir]) mkdirSync(d, { recursive: true });
+  writeFileSync(p.flintConfig, JSON.stringify({ runc: { root: p.runcRoot } }));
 }
 
 async function waitGone(pids: readonly number[], timeoutMs: number): Promise<void> {

@@ -160,7 +160,8 @@ export function childrenOf(parent: number): ProcInfo[] {
   return listProcesses().filter((p) => p.ppid === parent);
 }
 
-function safeReadlink(path: string): string | undefined {
+/** readlink, or undefined when the link (a /proc entry of an exited process) is gone. */
+export function safeReadlink(path: string): string | undefined {
   try {
     return readlinkSync(path);
   } catch {

@@ -24,16 +24,19 @@ export interface LeftoverReport {
   readonly fifos: readonly string[];
   /** Shim sockets in /run/containerd/s for ids this harness knows. */
   readonly sockets: readonly string[];
-  /** Task ids containerd still lists in the harness namespace. */
+  /** Task ids containerd still lists in the inspected namespace (default the harness's). */
   readonly tasks: readonly string[];
-  /** Container ids containerd still lists in the harness namespace. */
+  /** Container ids containerd still lists in the inspected namespace. */
   readonly containers: readonly string[];
 }
 
-/** Inspects `c` for leftovers of finished containers. */
-export async function leftovers(c: Containerd): Promise<LeftoverReport> {
+/**
+ * Inspects `c` for leftovers of finished containers. Tasks and containers are
+ * listed in `namespace`, by default the harness's own (CRI uses k8s.io).
+ */
+export async function leftovers(c: Containerd, namespace = c.namespace): Promise<LeftoverReport> {
   const processes = processesOwnedBy(c.dir, [c.pid, ...spareServerPids(c)]);
-  const namespaces = new Set([c.namespace]);
+  const namespaces = new Set([c.namespace, namespace]);
   const bundles: string[] = [];
   for (const base of [c.state, c.root]) {
     const dir = join(base, 'io.containerd.runtime.v2.task');
@@ -45,7 +48,7 @@ export async function leftovers(c: Containerd): Promise<LeftoverReport> {
   const socketCandidates = new Set<string>();
   for (const ns of namespaces) for (const id of c.knownIds) socketCandidates.add(shimSocketPath(c.address, ns, id));
   for (const { namespace, id } of shimIdentities(processes)) socketCandidates.add(shimSocketPath(c.address, namespace, id));
-  const [tasks, containers] = await Promise.all([listIds(c, 'tasks'), listIds(c, 'containers')]);
+  const [tasks, containers] = await Promise.all([listIds(c, 'tasks', namespace), listIds(c, 'containers', namespace)]);
   return {
     processes,
     mounts: mountsUnder(c.dir).map((m) => m.mountPoint),
@@ -63,9 +66,12 @@ export function spareServerPids(c: Containerd): number[] {
   return existsSync(path) ? listenerPids(path) : [];
 }
 
+/** A report of things left behind: every property a list, empty when clean. */
+export type ListReport<R> = { readonly [K in keyof R]: readonly unknown[] };
+
 /** True when every list in the report is empty. */
-export function isClean(r: LeftoverReport): boolean {
-  return Object.values(r).every((v: readonly unknown[]) => v.length === 0);
+export function isClean<R extends ListReport<R>>(r: R): boolean {
+  return Object.values<readonly unknown[]>(r).every((v) => v.length === 0);
 }
 
 /**
@@ -73,17 +79,22 @@ export function isClean(r: LeftoverReport): boolean {
  * report. Shims exit asynchronously after `ctr run --rm` returns, so tests
  * should use this rather than a single leftovers() call.
  */
-export async function waitForClean(c: Containerd, timeoutMs = 5_000): Promise<LeftoverReport> {
+export function waitForClean(c: Containerd, timeoutMs = 5_000, namespace = c.namespace): Promise<LeftoverReport> {
+  return pollUntilClean(() => leftovers(c, namespace), timeoutMs);
+}
+
+/** Calls `inspect` until its report is clean or `timeoutMs` passes; returns the last report. */
+export async function pollUntilClean<R extends ListReport<R>>(inspect: () => Promise<R>, timeoutMs: number): Promise<R> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const r = await leftovers(c);
+    const r = await inspect();
     if (isClean(r) || Date.now() >= deadline) return r;
     await sleep(50);
   }
 }
 
-async function listIds(c: Containerd, kind: 'tasks' | 'containers'): Promise<string[]> {
-  const r = await c.ctr([kind, 'ls', '-q'], { timeoutMs: 5_000 });
+async function listIds(c: Containerd, kind: 'tasks' | 'containers', namespace: string): Promise<string[]> {
+  const r = await c.ctr([kind, 'ls', '-q'], { timeoutMs: 5_000, namespace });
   if (r.code !== 0) return [`<ctr ${kind} ls failed: ${r.stderr.trim()}>`];
   return r.stdout.toString('utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '');
 }
