@@ -1,11 +1,15 @@
-import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { taskEventsDuring } from './harness/ctr-events.js';
 import { startAgent } from './harness/flint-agent.js';
 import { fdCount, fdTargets, flintServers } from './harness/host-state.js';
-import { busyboxRootfs, CONTAINER_PATH, startContainerd, waitForClean, type Containerd } from './harness/index.js';
+import { busyboxRootfs, CONTAINER_PATH, CTR_BIN, startContainerd, waitForClean, type Containerd } from './harness/index.js';
+import { SlowReader } from './harness/slow-reader.js';
+import { mkfifo, unreadBytes } from '../src/native/fd.js';
 import { isRunning, listProcesses, withDescendants } from './harness/procfs.js';
 import { removeContainer, runRm, RUNTIMES, taskStatus } from './harness/scenario.js';
 import { shimPidOf, shimSocketOf, taskClientAt } from './harness/shim-server.js';
@@ -185,5 +189,52 @@ t.test('file:// and binary:// log URIs are handled in the agent, with no vsock s
     t.ok(procs.some((p) => underAgent.has(p.pid) && p.argv.includes(logger)), 'the logger runs under the agent');
   } finally {
     await removeContainer(c, binId);
+  }
+});
+
+t.test('an exit is reported once the client has read what the process wrote before it', async (t) => {
+  // As in embedded mode (task-service.test.ts): containerd 1.6's CRI stops
+  // reading at the exit, so Wait and /tasks/exit must come only once the
+  // host FIFO holds nothing unread. The task is created on the shim's socket
+  // directly, with a FIFO this test reads at 1.6 MB/s; seq writes 1.3 MB.
+  const base = c.newId('outbase');
+  await runDetached(base, ['sleep', '1000']);
+  const id = c.newId('outread');
+  const dir = mkdtempSync(join(c.dir, 'or-'));
+  const bundle = join(dir, 'bundle');
+  mkdirSync(bundle);
+  const spec = JSON.parse(readFileSync(join(c.state, 'io.containerd.runtime.v2.task', c.namespace, base, 'config.json'), 'utf8')) as { process: { args: string[] } };
+  spec.process.args = ['seq', '1', '200000'];
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
+  const stdout = join(dir, 'stdout');
+  mkfifo(stdout);
+  const socket = new net.Socket({ fd: openSync(stdout, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+  const probe = openSync(stdout, constants.O_WRONLY | constants.O_NONBLOCK);
+  const reader = new SlowReader(socket, 16 * 1024, 10);
+  const { client, task } = await taskClientAt(shimSocketOf(c, base), c.namespace);
+  let atExitEvent: number | undefined;
+  const events = spawn(CTR_BIN, ['--address', c.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  events.stdout.on('data', (d: Buffer) => {
+    if (atExitEvent === undefined && d.toString().includes('/tasks/exit') && d.toString().includes(`"container_id":"${id}"`)) atExitEvent = unreadBytes(probe);
+  });
+  try {
+    await sleep(300); // ctr events subscribes
+    await task.create({ id, bundle, stdout });
+    const exit = task.wait({ id }, { timeoutMs: 30_000 });
+    await task.start({ id });
+    t.equal((await exit).exitStatus, 0, 'seq exited');
+    const atWait = unreadBytes(probe);
+    // ctr prints the event once containerd has it; bounded, in case it never comes.
+    for (let i = 0; i < 500 && atExitEvent === undefined; i++) await sleep(10);
+    t.same([atWait, atExitEvent], [0, 0], `nothing left unread in the FIFO when Wait answers, nor when the exit event arrives (${atWait}, ${atExitEvent} bytes)`);
+    await task.delete({ id });
+  } finally {
+    events.kill('SIGTERM');
+    reader.stop();
+    socket.destroy();
+    closeSync(probe);
+    await client.close();
+    await removeContainer(c, base);
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { flint } from '../generated/index.js';
+import { containerd, type flint } from '../generated/index.js';
 import { waitAtMost } from '../sys/wait-at-most.js';
 import type { EventPublisher } from '../taskapi/events.js';
 import type { AgentConnection } from './agent-connection.js';
@@ -34,10 +34,15 @@ export class EventRelay {
   private position = 0;
   private readonly progressWaiters: (() => void)[] = [];
 
+  /**
+   * `beforeExit` runs before a /tasks/exit is republished, and the relay
+   * waits for it: events keep their order.
+   */
   constructor(
     private readonly agent: AgentConnection,
     private readonly events: EventPublisher,
     private readonly log: Logger,
+    private readonly beforeExit: (namespace: string, exit: containerd.events.TaskExit) => Promise<void> = async () => {},
   ) {}
 
   async claim(namespace: string, id: string): Promise<EventClaim> {
@@ -89,14 +94,14 @@ export class EventRelay {
         return;
       }
       after = Number(response.sequence);
-      this.handle(after, response.envelope);
+      await this.handle(after, response.envelope);
       this.position = after;
       for (const wake of this.progressWaiters.splice(0)) wake();
     }
   }
 
   /** Republishes event `sequence` if it belongs to an open claim. */
-  private handle(sequence: number, envelope: flint.vm.v1.GetEventResponse['envelope']): void {
+  private async handle(sequence: number, envelope: flint.vm.v1.GetEventResponse['envelope']): Promise<void> {
     const event = envelope?.event;
     if (!envelope || !event?.typeUrl) return;
     const value = event.value ?? new Uint8Array();
@@ -105,6 +110,7 @@ export class EventRelay {
     const key = `${envelope.namespace}/${owner}`;
     const since = this.claims.get(key)?.[0];
     if (since === undefined || sequence <= since) return;
+    if (envelope.topic === '/tasks/exit') await this.beforeExit(envelope.namespace ?? '', containerd.events.TaskExit.decode(value));
     this.events.publish(envelope.namespace ?? '', { topic: envelope.topic ?? '', typeUrl: event.typeUrl, value });
     if (envelope.topic === '/tasks/delete') this.drop(key, since);
   }

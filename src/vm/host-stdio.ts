@@ -1,9 +1,11 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import net from 'node:net';
 import { pipeline, type Duplex } from 'node:stream';
-import { growPipe } from '../native/fd.js';
+import { unreadBytes } from '../native/fd.js';
 import { waitAtMost } from '../sys/wait-at-most.js';
 import { StdinKeepAlive } from '../taskapi/io/stdin-keep-alive.js';
+import { untilRead } from '../taskapi/io/unread-output.js';
+import { socketFd } from '../ttrpc/unix-creds.js';
 import { dialAgent } from '../vsock/dial.js';
 import type { StdioPorts } from './extra-data.js';
 
@@ -28,6 +30,12 @@ export class HostStdio {
   private readonly dials = new Map<Stream, Promise<Duplex>>();
   private readonly conns: Duplex[] = [];
   private readonly outputs: Promise<void>[] = [];
+  /**
+   * Each output's way to the client: agent connection → containerd's FIFO,
+   * and a read end of that FIFO never read from, which tells what the
+   * client has not read (the copy's own end closes when the stream ends).
+   */
+  private readonly outputCopies: OutputCopy[] = [];
   /** The stdin FIFO's read end, opened at dial; `stdinCopy` owns it once connected. */
   private stdinReader: number | undefined;
   private stdinCopy: net.Socket | undefined;
@@ -67,9 +75,9 @@ export class HostStdio {
       const conn = conns.get(stream);
       if (!conn) continue;
       // Read-write: never blocks, never EPIPE when the client's reader is gone.
-      const fd = openSync(this.paths[stream], O_RDWR | O_NONBLOCK);
-      growPipe(fd);
-      const fifo = new net.Socket({ fd, readable: false, writable: true });
+      // The kernel's FIFO size, as under the runc shim (see outputRead).
+      const fifo = new net.Socket({ fd: openSync(this.paths[stream], O_RDWR | O_NONBLOCK), readable: false, writable: true });
+      this.outputCopies.push({ conn, fifo, probe: openSync(this.paths[stream], O_RDONLY | O_NONBLOCK) });
       this.outputs.push(new Promise((resolve) => pipeline(conn, fifo, () => resolve())));
     }
   }
@@ -89,6 +97,16 @@ export class HostStdio {
     this.stdinKeepAlive?.release();
   }
 
+  /**
+   * Waits until the client has read the output that has reached this side:
+   * nothing left in the agent connections, in the copies, or in the FIFOs.
+   * Bounded as the embedded shim's wait is (unread-output.ts): an exit is
+   * reported only after it, as there.
+   */
+  outputRead(timeoutMs: number): Promise<void> {
+    return untilRead(() => this.outputCopies.reduce((sum, copy) => sum + unreadOnTheWay(copy), 0), timeoutMs);
+  }
+
   /** Resolves when the output streams have ended, or after `timeoutMs`. */
   async drain(timeoutMs: number): Promise<void> {
     await waitAtMost(Promise.all(this.outputs), timeoutMs);
@@ -100,6 +118,20 @@ export class HostStdio {
     if (this.stdinCopy) this.stdinCopy.destroy();
     else if (this.stdinReader !== undefined) closeSync(this.stdinReader);
     this.stdinReader = undefined;
+    for (const { probe } of this.outputCopies.splice(0)) closeSync(probe);
     for (const conn of this.conns) conn.destroy();
   }
+}
+
+interface OutputCopy {
+  readonly conn: Duplex;
+  readonly fifo: net.Socket;
+  readonly probe: number;
+}
+
+/** Bytes of one output not yet taken by the client: received, buffered, or in the FIFO. */
+function unreadOnTheWay({ conn, fifo, probe }: OutputCopy): number {
+  const connFd = conn.destroyed ? undefined : socketFd(conn);
+  const inCopy = conn.readableLength + (fifo.destroyed ? 0 : fifo.writableLength);
+  return (connFd === undefined ? 0 : unreadBytes(connFd)) + inCopy + unreadBytes(probe);
 }

@@ -5,6 +5,7 @@ import { NotFoundError } from '../errdefs/errors.js';
 import { containerd, type google, type TaskService } from '../generated/index.js';
 import { dateOf, timestampOf } from '../sys/exit-status.js';
 import { writeDeleteMarker } from '../taskapi/delete-marker.js';
+import { OUTPUT_READ_TIMEOUT_MS } from '../taskapi/process/process-base.js';
 import { taskEvents, type EventPublisher } from '../taskapi/events.js';
 import type { CallContext, CallOptions } from '../ttrpc/context.js';
 import { Metadata, NAMESPACE_KEY } from '../ttrpc/metadata.js';
@@ -78,7 +79,7 @@ export class VmTaskService implements TaskService {
 
   constructor(private readonly options: VmTaskServiceOptions) {
     this.agent = new AgentConnection(options.address, options.dialTimeoutMs, options.log);
-    this.relay = new EventRelay(this.agent, options.events, options.log);
+    this.relay = new EventRelay(this.agent, options.events, options.log, (namespace, exit) => this.outputRead(namespace, exit.containerId, exit.id === exit.containerId ? '' : exit.id));
     void this.agent.lost.then(() => {
       this.settleAfterAgentLoss();
       options.onAgentLost?.();
@@ -195,13 +196,25 @@ export class VmTaskService implements TaskService {
     const process = this.processes.get(this.key(ctx, request.id, request.execId));
     if (!process && this.agent.isLost) throw new NotFoundError(`container ${request.id}: not created`);
     const lost = process ? this.waitLost(process) : new Promise<never>(() => {});
-    const forwarded = this.agent.task().then((task) => task.wait(request, this.callOptions(ctx)));
+    const forwarded = this.agent.task().then(async (task) => {
+      const exit = await task.wait(request, this.callOptions(ctx));
+      await process?.stdio?.outputRead(OUTPUT_READ_TIMEOUT_MS);
+      return exit;
+    });
     try {
       return await Promise.race([forwarded, lost]);
     } catch (err) {
       if (process?.lostExit) return this.waitLost(process);
       throw err;
     }
+  }
+
+  /**
+   * Before an exit is reported, the output that came before it is waited
+   * for until the client has read it, as in embedded mode (process-base.ts).
+   */
+  private async outputRead(namespace: string, id: string, execId: string): Promise<void> {
+    await this.processes.get(processKey(namespace, id, execId))?.stdio?.outputRead(OUTPUT_READ_TIMEOUT_MS);
   }
 
   /**
@@ -332,6 +345,10 @@ export class VmTaskService implements TaskService {
   }
 
   private key(ctx: CallContext, id: string, execId: string): string {
-    return `${this.namespace(ctx)}/${id}/${execId}`;
+    return processKey(this.namespace(ctx), id, execId);
   }
+}
+
+function processKey(namespace: string, id: string, execId: string): string {
+  return `${namespace}/${id}/${execId}`;
 }

@@ -9,7 +9,7 @@ import { StateMachine, type Lifecycle, type StateName } from './state-machine.js
 /** How long Delete, or an exit, waits for a process's output copies to finish. */
 export const DRAIN_TIMEOUT_MS = 2_000;
 /** How long an exit waits, then, for the client to read the output written before it. */
-const OUTPUT_READ_TIMEOUT_MS = 2_000;
+export const OUTPUT_READ_TIMEOUT_MS = 2_000;
 
 /** What State reports about a process. */
 export interface ProcessSnapshot {
