@@ -24,7 +24,9 @@ const NS = 'flint-delete-test';
 const tmp = mkdtempSync('/tmp/fldel-');
 const runcRoot = join(tmp, 'runc');
 const config = join(tmp, 'flint.json');
-writeFileSync(config, '{}');
+/** The runc root of the config, where a bundle without runc settings would be looked for. */
+const configRuncRoot = join(tmp, 'config-runc');
+writeFileSync(config, JSON.stringify({ runc: { root: configRuncRoot } }));
 const snapshot = join(tmp, 'snapshot');
 buildBusyboxRootfs(snapshot);
 const failing = createFailingRunc(join(tmp, 'failing-runc'));
@@ -113,6 +115,7 @@ t.test('a bundle with nothing in it: pid 0, no warnings', async (t) => {
   const r = await deleteCommand('never-created', bundle);
   checkResponse(t, r, 0);
   t.equal(r.stderr, '');
+  t.notOk(existsSync(configRuncRoot), 'no runc root made for it (runc makes one on any call)');
 });
 
 t.test('runc failing to delete: a warning naming runc\'s error, and the rootfs is unmounted all the same', async (t) => {

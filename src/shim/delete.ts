@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unmountAll } from '../bundle/mount.js';
@@ -50,8 +51,14 @@ function writeWarning(message: string): void {
 
 /** `runc delete --force` with the runc the container ran with; a container runc never knew is no failure. */
 async function deleteRuncContainer(args: ShimArgs, bundle: string): Promise<void> {
-  const settings = (await readRuncSettings(bundle)) ?? loadConfig().config.runc;
-  const runc = new Runc({ binary: settings.binary, root: join(settings.root, args.namespace), log: join(bundle, 'log.json') });
+  const recorded = await readRuncSettings(bundle);
+  const settings = recorded ?? loadConfig().config.runc;
+  const root = join(settings.root, args.namespace);
+  // No settings: the create never reached runc, or undid it. runc is asked
+  // only if it has state there, since any call creates its root, and this
+  // root is a guess (the task's own config may have named another).
+  if (!recorded && !existsSync(join(root, args.id))) return;
+  const runc = new Runc({ binary: settings.binary, root, log: join(bundle, 'log.json') });
   await runc.delete(args.id, { force: true }).catch((err: unknown) => {
     if (!(err instanceof NotFoundError)) throw err;
   });
