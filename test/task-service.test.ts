@@ -16,7 +16,7 @@ import { openProcessIO } from '../src/taskapi/io/index.js';
 import { RuncTaskService } from '../src/taskapi/service.js';
 import { Client, Code, Metadata, NAMESPACE_KEY, RpcError, Server } from '../src/ttrpc/index.js';
 import { mountsUnder } from './harness/procfs.js';
-import { SlowReader } from './harness/slow-reader.js';
+import { openPacedFifo, SlowReader } from './harness/slow-reader.js';
 
 /**
  * RuncTaskService end to end over a real ttrpc Server/Client pair on a unix
@@ -822,26 +822,20 @@ t.test('an exit is reported once the client has read what the process wrote befo
 
   /** A FIFO read at 6.4 MB/s at most, and how much it held unread when the exit of `id`/`execId` was published. */
   function pacedFifo(id: string, execId: string): { path: string; unread: () => number; unreadAtExitEvent: () => number | undefined } {
-    const path = join(tmp, `${id}.${execId || 'init'}.stdout`);
-    mkfifo(path);
-    const socket = new net.Socket({ fd: openSync(path, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
-    const keepAlive = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
-    const reader = new SlowReader(socket, 64 * 1024, 10);
+    const fifo = openPacedFifo(join(tmp, `${id}.${execId || 'init'}.stdout`), 64 * 1024, 10);
     let atExit: number | undefined;
     const look = (event: TaskEvent) => {
       if (event.topic !== '/tasks/exit') return;
       const exit = containerd.events.TaskExit.decode(event.value);
-      if (exit.containerId === id && exit.id === (execId || id)) atExit = unreadBytes(keepAlive);
+      if (exit.containerId === id && exit.id === (execId || id)) atExit = fifo.unread();
     };
     onPublish.add(look);
     t.teardown(() => {
       onPublish.delete(look);
-      reader.stop();
-      socket.destroy();
-      closeSync(keepAlive);
-      rmSync(path, { force: true });
+      fifo.close();
+      rmSync(fifo.path, { force: true });
     });
-    return { path, unread: () => unreadBytes(keepAlive), unreadAtExitEvent: () => atExit };
+    return { path: fifo.path, unread: () => fifo.unread(), unreadAtExitEvent: () => atExit };
   }
 
   const id = newId('outputread');

@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
@@ -8,8 +7,7 @@ import { taskEventsDuring } from './harness/ctr-events.js';
 import { startAgent } from './harness/flint-agent.js';
 import { fdCount, fdTargets, flintServers } from './harness/host-state.js';
 import { busyboxRootfs, CONTAINER_PATH, CTR_BIN, startContainerd, waitForClean, type Containerd } from './harness/index.js';
-import { SlowReader } from './harness/slow-reader.js';
-import { mkfifo, unreadBytes } from '../src/native/fd.js';
+import { openPacedFifo } from './harness/slow-reader.js';
 import { isRunning, listProcesses, withDescendants } from './harness/procfs.js';
 import { removeContainer, runRm, RUNTIMES, taskStatus } from './harness/scenario.js';
 import { shimPidOf, shimSocketOf, taskClientAt } from './harness/shim-server.js';
@@ -206,33 +204,27 @@ t.test('an exit is reported once the client has read what the process wrote befo
   const spec = JSON.parse(readFileSync(join(c.state, 'io.containerd.runtime.v2.task', c.namespace, base, 'config.json'), 'utf8')) as { process: { args: string[] } };
   spec.process.args = ['seq', '1', '200000'];
   writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
-  const stdout = join(dir, 'stdout');
-  mkfifo(stdout);
-  const socket = new net.Socket({ fd: openSync(stdout, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
-  const probe = openSync(stdout, constants.O_WRONLY | constants.O_NONBLOCK);
-  const reader = new SlowReader(socket, 16 * 1024, 10);
+  const stdout = openPacedFifo(join(dir, 'stdout'), 16 * 1024, 10);
   const { client, task } = await taskClientAt(shimSocketOf(c, base), c.namespace);
   let atExitEvent: number | undefined;
   const events = spawn(CTR_BIN, ['--address', c.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
   events.stdout.on('data', (d: Buffer) => {
-    if (atExitEvent === undefined && d.toString().includes('/tasks/exit') && d.toString().includes(`"container_id":"${id}"`)) atExitEvent = unreadBytes(probe);
+    if (atExitEvent === undefined && d.toString().includes('/tasks/exit') && d.toString().includes(`"container_id":"${id}"`)) atExitEvent = stdout.unread();
   });
   try {
     await sleep(300); // ctr events subscribes
-    await task.create({ id, bundle, stdout });
+    await task.create({ id, bundle, stdout: stdout.path });
     const exit = task.wait({ id }, { timeoutMs: 30_000 });
     await task.start({ id });
     t.equal((await exit).exitStatus, 0, 'seq exited');
-    const atWait = unreadBytes(probe);
+    const atWait = stdout.unread();
     // ctr prints the event once containerd has it; bounded, in case it never comes.
     for (let i = 0; i < 500 && atExitEvent === undefined; i++) await sleep(10);
     t.same([atWait, atExitEvent], [0, 0], `nothing left unread in the FIFO when Wait answers, nor when the exit event arrives (${atWait}, ${atExitEvent} bytes)`);
     await task.delete({ id });
   } finally {
     events.kill('SIGTERM');
-    reader.stop();
-    socket.destroy();
-    closeSync(probe);
+    stdout.close();
     await client.close();
     await removeContainer(c, base);
     rmSync(dir, { recursive: true, force: true });

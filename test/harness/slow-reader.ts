@@ -1,4 +1,7 @@
+import { closeSync, constants, openSync } from 'node:fs';
+import net from 'node:net';
 import type { Readable } from 'node:stream';
+import { mkfifo, unreadBytes } from '../../src/native/fd.js';
 
 /**
  * Reads a stream at a fixed, slow pace: `bytesPerTick` every `tickMs`, in
@@ -49,4 +52,31 @@ export class SlowReader {
       want -= chunk.length;
     }
   }
+}
+
+/** A FIFO read by a SlowReader, as a client that takes its output at its own pace. */
+export interface PacedFifo {
+  readonly path: string;
+  /** What the FIFO holds that the reader has not taken yet. */
+  unread(): number;
+  /** Stops reading and closes the FIFO's ends; the file stays. */
+  close(): void;
+}
+
+/** Makes a FIFO at `path` and reads it `bytesPerTick` every `tickMs`. */
+export function openPacedFifo(path: string, bytesPerTick: number, tickMs: number): PacedFifo {
+  mkfifo(path);
+  const socket = new net.Socket({ fd: openSync(path, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+  // A write end of our own: it keeps the FIFO open between writers, and FIONREAD on it tells what is unread.
+  const probe = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+  const reader = new SlowReader(socket, bytesPerTick, tickMs);
+  return {
+    path,
+    unread: () => unreadBytes(probe),
+    close: () => {
+      reader.stop();
+      socket.destroy();
+      closeSync(probe);
+    },
+  };
 }

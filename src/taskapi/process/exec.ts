@@ -7,7 +7,6 @@ import { openProcessIO } from '../io/index.js';
 import type { StdioPaths } from '../io/stdio-uri.js';
 import { withConsoleSocket } from './console.js';
 import type { ProcessContext } from './context.js';
-import { readPidFile } from './pid-file.js';
 import { ProcessBase, type ExitHandler } from './process-base.js';
 import { runtimeStep } from './runtime-error.js';
 import { EXEC_LIFECYCLE, type ExecOp } from './state-machine.js';
@@ -57,10 +56,7 @@ export class ExecProcess extends ProcessBase<ExecOp> {
         } else {
           await runtimeStep(what, runc.exec(containerId, this.spec, execOptions));
         }
-        io.releaseProcessEnds();
-        if (this.console) io.attachConsole(this.console.stream);
-        this.pidValue = await readPidFile(this.pidFile);
-        void exits.wait(this.pidValue).then((exit) => this.exitSeen(exit, onExit));
+        await this.adopt(io, this.pidFile, exits, onExit);
       } catch (err) {
         return this.cleanup.unwind(err);
       } finally {

@@ -8,7 +8,6 @@ import { openProcessIO } from '../io/index.js';
 import type { StdioPaths } from '../io/stdio-uri.js';
 import { withConsoleSocket } from './console.js';
 import type { ProcessContext } from './context.js';
-import { readPidFile } from './pid-file.js';
 import { ProcessBase, type ExitHandler } from './process-base.js';
 import { runtimeStep } from './runtime-error.js';
 import { INIT_LIFECYCLE, type InitOp } from './state-machine.js';
@@ -64,11 +63,7 @@ export class InitProcess extends ProcessBase<InitOp> {
       // Delete runs `runc delete` itself; the stack's copy is for the paths that never get there.
       cleanup.push('runc container', () => (this.runcDeleted ? undefined : runc.delete(id, { force: true }).catch(ignoreNotFound)));
       io.holdStdinOpen?.();
-      io.releaseProcessEnds();
-      if (this.console) io.attachConsole(this.console.stream);
-
-      this.pidValue = await readPidFile(this.pidFile);
-      void exits.wait(this.pidValue).then((exit) => this.exitSeen(exit, onExit));
+      await this.adopt(io, this.pidFile, exits, onExit);
     } finally {
       exits.close();
     }

@@ -2,8 +2,10 @@ import type { Duplex } from 'node:stream';
 import { setWinsize } from '../../native/pty.js';
 import type { ExitStatus } from '../../sys/exit-status.js';
 import { Mutex } from '../../sys/mutex.js';
+import type { ExitWatch } from '../../sys/reaper.js';
 import type { ProcessIO } from '../io/index.js';
 import type { StdioPaths } from '../io/stdio-uri.js';
+import { readPidFile } from './pid-file.js';
 import { StateMachine, type Lifecycle, type StateName } from './state-machine.js';
 
 /** How long Delete, or an exit, waits for a process's output copies to finish. */
@@ -83,6 +85,19 @@ export abstract class ProcessBase<Op extends string> {
     this.exitValue = exit;
     if (!this.machine.is('deleted')) this.machine.transition('stopped');
     this.resolveExited(exit);
+  }
+
+  /**
+   * Takes over the process runc has just started (create or exec): the
+   * process holds its stdio ends now, a console's copies begin, its pid
+   * comes from `pidFile`, and its exit, kept by `exits` if it came already,
+   * goes to exitSeen.
+   */
+  protected async adopt(io: ProcessIO, pidFile: string, exits: ExitWatch, onExit: ExitHandler): Promise<void> {
+    io.releaseProcessEnds();
+    if (this.console) io.attachConsole(this.console.stream);
+    this.pidValue = await readPidFile(pidFile);
+    void exits.wait(this.pidValue).then((exit) => this.exitSeen(exit, onExit));
   }
 
   /**
